@@ -1,0 +1,27 @@
+"""The random agent: one random API call on a random visible object per step (a lower bound)."""
+
+from __future__ import annotations
+
+import random
+
+from octopus.agents import register
+from octopus.agents.writing import code_for, describe, effects
+from octopus.sim.actions import OBJECT_FUNCTIONS, PAIR_FUNCTIONS
+from octopus.sim.episode import Episode, observed
+from octopus.sim.messages import Response
+
+
+@register("random")
+class RandomAgent:
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+
+    def respond(self, episode: Episode) -> str:
+        w = episode.world
+        names = [w.name(i) for i in observed(w)] + [w.name(i) for i in w.held]
+        fn = self.rng.choice(["MoveBot", *OBJECT_FUNCTIONS, *PAIR_FUNCTIONS])
+        args = (self.rng.choice(names),) if fn not in PAIR_FUNCTIONS else (self.rng.choice(names), self.rng.choice(names))
+        step = [(fn, args)]
+        inventory, states = effects(w, step)
+        return Response(explain="A random action.", subtasks=(describe(step),), code=code_for(step, 1),
+                        inventory=inventory, target_states=states).render()

@@ -1,0 +1,227 @@
+"""The `octopus` command: one sub-command per stage and tools around the simulator.
+
+    octopus tasks list [--split S] [--category C] [--json]
+    octopus tasks check                      prove the evaluation suite solvable, with counts
+    octopus tasks export DIR                 write the suite snapshot (what data.dvc pins)
+    octopus sim run TASK --agent oracle|random
+    octopus sim step TASK --response-file FILE [--json]
+    octopus sim bench [--json]
+
+Only this module reads argv, params files and the environment; everything else takes typed params.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from octopus.config import ConfigError, Params, load_params
+
+app = typer.Typer(help="Octopus: an embodied vision-language programmer trained from environment feedback.",
+                  no_args_is_help=True, add_completion=False)
+tasks_app = typer.Typer(help="The task suite: list, check solvability, export.", no_args_is_help=True)
+sim_app = typer.Typer(help="The embedded OctoGibson simulator: run episodes, execute responses, benchmark.",
+                      no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(sim_app, name="sim")
+console = Console(stderr=True)
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file (defaults apply when it is missing)")
+
+
+def _params(path: Path) -> Params:
+    try:
+        return load_params(path)
+    except ConfigError as err:
+        console.print(f"[red]error in {path}:[/] {err}")
+        raise typer.Exit(2) from None
+
+
+def _suite(p: Params):
+    from octopus.sim.suite import load_suite
+    with Progress(console=console, transient=True) as bar:
+        job = bar.add_task("building and proving the task suite (cached afterwards)", total=None)
+        return load_suite(p.sim, p.tasks, lambda n, total: bar.update(job, completed=n, total=total))
+
+
+def _task(p: Params, task_id: str):
+    suite = _suite(p)
+    try:
+        return suite.get(task_id)
+    except KeyError as err:
+        console.print(f"[red]error:[/] {err.args[0]}")
+        raise typer.Exit(2) from None
+
+
+# ---------------------------------------------------------------------- tasks
+@tasks_app.command("list")
+def tasks_list(split: Optional[str] = typer.Option(None, help="train | eval_seen | eval_unseen"),
+               category: Optional[str] = typer.Option(None, help="follow | reason"),
+               as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table"),
+               params: Path = PARAMS) -> None:
+    """List the tasks of the suite (id, split, category, scene, instruction)."""
+    from octopus.sim.tasks import CATEGORIES, SPLITS
+    if split is not None and split not in SPLITS:
+        console.print(f"[red]error:[/] --split must be one of {', '.join(SPLITS)}")
+        raise typer.Exit(2)
+    if category is not None and category not in CATEGORIES:
+        console.print(f"[red]error:[/] --category must be one of {', '.join(CATEGORIES)}")
+        raise typer.Exit(2)
+    tasks = _suite(_params(params)).select(split, category)
+    if as_json:
+        for t in tasks:
+            print(json.dumps({k: getattr(t, k) for k in ("id", "split", "category", "scene", "activity",
+                                                          "instruction", "source", "plan_steps")}))
+        return
+    table = Table("id", "split", "category", "scene", "instruction")
+    for t in tasks:
+        table.add_row(t.id, t.split, t.category, t.scene, t.instruction)
+    Console().print(table)
+    console.print(f"{len(tasks)} tasks")
+
+
+@tasks_app.command("check")
+def tasks_check(split: Optional[str] = typer.Option(None, help="only this split (default: the evaluation suite)"),
+                all_tasks: bool = typer.Option(False, "--all", help="prove every task, not only the evaluation suite"),
+                as_json: bool = typer.Option(False, "--json", help="print the counts as JSON"),
+                params: Path = PARAMS) -> None:
+    """Prove the suite solvable with the privileged planner and print counts (exits 1 if any task fails)."""
+    from octopus.sim.suite import prove
+    p = _params(params)
+    suite = _suite(p)
+    tasks = suite.tasks if all_tasks else suite.select(split) if split else suite.evaluation()
+    t0 = time.perf_counter()
+    failed, lengths = [], []
+    for t in tasks:
+        why = prove(t, p.sim)
+        (failed.append((t.id, why)) if why else lengths.append(t.plan_steps))
+    took = time.perf_counter() - t0
+    report = {
+        "checked": len(tasks), "solvable": len(lengths), "failed": len(failed), "seconds": round(took, 2),
+        "max_plan_steps": max(lengths, default=0), "mean_plan_steps": round(sum(lengths) / max(len(lengths), 1), 2),
+        "suite_tasks": len(suite.tasks), "excluded_at_build": len(suite.excluded),
+        "splits": {s: len(suite.select(s)) for s in ("train", "eval_seen", "eval_unseen")},
+        "evaluation_categories": {c: sum(t.category == c for t in suite.evaluation()) for c in ("follow", "reason")},
+        "excluded_reasons": _reason_counts(suite.excluded), "failures": failed,
+    }
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        console.print(f"{report['solvable']}/{report['checked']} tasks solvable within {p.sim.max_steps} steps "
+                      f"(longest plan {report['max_plan_steps']}, mean {report['mean_plan_steps']}) in {took:.1f} s")
+        console.print(f"suite: {report['suite_tasks']} tasks {report['splits']}; evaluation {report['evaluation_categories']}; "
+                      f"{report['excluded_at_build']} excluded at build: {report['excluded_reasons']}")
+        for tid, why in failed:
+            console.print(f"[red]unsolvable[/] {tid}: {why}")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _reason_counts(excluded: list) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for _, why in excluded:
+        key = why.split(":")[0]
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+@tasks_app.command("export")
+def tasks_export(out: Path = typer.Argument(Path("data/suite"), help="directory to write the snapshot to"),
+                 params: Path = PARAMS) -> None:
+    """Write the suite snapshot: tasks.json (with BDDL problems), excluded tasks and counts."""
+    from octopus.sim.suite import write_suite
+    suite = _suite(_params(params))
+    write_suite(suite, out / "tasks.json", {"tasks": len(suite.tasks), "excluded": len(suite.excluded)})
+    problems = out / "problems"
+    problems.mkdir(parents=True, exist_ok=True)
+    for t in suite.tasks:
+        (problems / f"{t.id}.bddl").write_text(t.problem() + "\n")
+    console.print(f"wrote {len(suite.tasks)} tasks to {out}")
+
+
+# ---------------------------------------------------------------------- sim
+@sim_app.command("run")
+def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks list`)"),
+            agent: str = typer.Option("oracle", help="who writes the responses: oracle | random"),
+            seed: int = typer.Option(0, help="agent seed"),
+            params: Path = PARAMS) -> None:
+    """Run one episode and print each step's environment message, response and feedback."""
+    from octopus.agents import agent_names, make_agent
+    from octopus.sim.episode import Episode
+    p = _params(params)
+    if agent not in agent_names():
+        console.print(f"[red]error:[/] unknown agent {agent!r}; known: {', '.join(agent_names())}")
+        raise typer.Exit(2)
+    bot = make_agent(agent, seed=seed) if agent == "random" else make_agent(agent)
+    ep = Episode(_task(p, task), p.sim)
+    out = Console()
+    result = None
+    while not ep.success and ep.steps < p.sim.max_steps:
+        out.rule(f"step {ep.steps + 1}")
+        out.print("[bold]Environment message[/]", highlight=False)
+        out.print(ep.message().render(), markup=False, highlight=False)
+        text = bot.respond(ep)
+        out.print("[bold]Response[/]")
+        out.print(text, markup=False, highlight=False)
+        result = ep.step(text)
+        out.print(f"[bold]Feedback[/] {json.dumps(result.feedback())}", highlight=False)
+    out.rule()
+    out.print(f"task {'succeeded' if ep.success else 'failed'} after {ep.steps} step(s); "
+              f"goal progress {ep.goal.progress():.2f}")
+    raise typer.Exit(0 if ep.success else 1)
+
+
+@sim_app.command("step")
+def sim_step(task: str = typer.Argument(..., help="task id"),
+             response_file: Path = typer.Option(..., "--response-file", help="a response in the paper's format"),
+             as_json: bool = typer.Option(False, "--json", help="print {parsed, executed, error, target_states_met, task_success}"),
+             params: Path = PARAMS) -> None:
+    """Execute one response as the first step of TASK and print the feedback."""
+    from octopus.sim.episode import Episode
+    p = _params(params)
+    try:
+        text = response_file.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        console.print(f"[red]error:[/] cannot read {response_file}: {err}")
+        raise typer.Exit(2) from None
+    ep = Episode(_task(p, task), p.sim)
+    result = ep.step(text)
+    if as_json:
+        print(json.dumps(result.feedback()))
+    else:
+        print(f"parsed: {result.parsed}\nexecuted: {result.executed}\nerror: {result.error or 'No error'}\n"
+              f"target states met: {result.target_states_met}\ntask success: {result.task_success}")
+        print("\nNext environment message:\n" + ep.message().render())
+
+
+@sim_app.command("bench")
+def sim_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+              repeats: int = typer.Option(5, help="timed passes over the suite (the median is reported)"),
+              distractors: Optional[int] = typer.Option(None, help="override sim.distractors (more objects per scene)"),
+              params: Path = PARAMS) -> None:
+    """Throughput on the evaluation suite: symbolic steps/s and goal checks/s on one core."""
+    from dataclasses import replace
+
+    from octopus.sim.bench import run_bench
+    p = _params(params)
+    sim = p.sim if distractors is None else replace(p.sim, distractors=distractors)
+    report = run_bench(_suite(p).evaluation(), sim, repeats)
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        for k, v in report.items():
+            print(f"{k}: {v}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,461 @@
+"""Sandboxed execution of untrusted agent code (``def act(robot, env, camera): ...``).
+
+Two layers: RestrictedPython compiles the code under a strict policy (no imports, no underscore
+names, no classes/global/async/yield, guarded getattr and writes, a small builtin set), and the
+code runs in a persistent 'spawn' worker process with an address-space limit, a soft in-worker
+timer and a hard SIGKILL from the parent. Generic: the simulator API comes from a ``factory``
+path ("package.module:function") imported by the worker; this module never imports the simulator.
+"""
+from __future__ import annotations
+
+import _string  # type: ignore[import-not-found]  # field-name splitter behind str.format
+import ast
+import builtins
+import functools
+import importlib
+import multiprocessing as mp
+import operator
+import os
+import pickle
+import signal
+import string
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any, Callable, Iterable, Protocol
+
+import RestrictedPython
+from RestrictedPython import compile_restricted_exec, safe_builtins
+from RestrictedPython.Guards import (full_write_guard, guarded_iter_unpack_sequence,
+                                     guarded_unpack_sequence, raise_, safer_getattr)
+from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
+
+CODE_FILENAME = "<agent code>"
+# Frames in these files are the sandbox's own plumbing, never "the API" when locating an error.
+_INTERNAL_FILES = (os.path.dirname(RestrictedPython.__file__), __file__, string.__file__)
+_GRACE_S = 0.5  # the parent kills this long after the in-worker soft timer should have fired
+_MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-run resource limits (``setup_timeout_s`` bounds worker start, factory(payload), result())."""
+    timeout_s: float = 2.0  # wall clock of the agent code per run
+    memory_mb: int = 1024  # RLIMIT_AS headroom above the worker's virtual size at start
+    max_output_chars: int = 10_000  # cap on captured print() output
+    max_code_chars: int = 20_000  # longer code is rejected before compiling
+    setup_timeout_s: float = 60.0
+
+
+@dataclass
+class SandboxResult:
+    """Outcome of one run; ``error`` is one line an agent can act on."""
+    ok: bool  # the entry function returned without exception
+    error: str | None
+    value: Any  # session.result(); None if the worker died or had to be killed
+    stdout: str
+    duration_s: float
+
+
+class Session(Protocol):
+    """What ``factory(payload)`` returns inside the worker."""
+    globals: dict[str, Any]  # API names visible to the code; they override builtins
+    args: tuple  # positional arguments of the entry function
+
+    def result(self) -> Any: ...  # picklable; called after the entry function returns or raises
+
+
+# ------------------------------------------------------------------------------------ policy
+class _AgentPolicy(RestrictingNodeTransformer):
+    """RestrictedPython's policy, stricter, with "Class: message" errors for the agent."""
+
+    def _deny(self, node: ast.AST, message: str) -> ast.AST:
+        self.error(node, message)
+        return node
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        """As RestrictedPython but without its static exec/eval ban: they are undefined names."""
+        wrap = any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords)
+        node = self.node_contents_visit(node)
+        if wrap:  # f(*a, **k) -> _apply_(f, *a, **k)
+            node.args.insert(0, node.func)
+            node.func = ast.Name("_apply_", ast.Load())
+            copy_locations(node.func, node.args[0])
+        return node
+
+
+_NOT_ALLOWED = "SyntaxError: {} not allowed"
+_DENIED = {"Import": "ImportError: imports are not allowed", "ClassDef": _NOT_ALLOWED.format("class definitions are"),
+           "Global": _NOT_ALLOWED.format("global statements are"), "Nonlocal": _NOT_ALLOWED.format("nonlocal statements are"),
+           "Yield": _NOT_ALLOWED.format("generators (yield) are"), "AsyncFunctionDef": _NOT_ALLOWED.format("async code is")}
+_DENIED.update(ImportFrom=_DENIED["Import"], YieldFrom=_DENIED["Yield"], Await=_DENIED["AsyncFunctionDef"],
+               AsyncFor=_DENIED["AsyncFunctionDef"], AsyncWith=_DENIED["AsyncFunctionDef"])
+for _kind, _message in _DENIED.items():
+    setattr(_AgentPolicy, f"visit_{_kind}", lambda self, node, _m=_message: self._deny(node, _m))
+
+
+def _format_static(err: str) -> str:
+    """'Line 3: msg.' (RestrictedPython) -> 'SyntaxError: msg (line 3)'."""
+    line, _, msg = err.partition(": ") if err.startswith("Line ") else ("", "", err)
+    msg = msg.split(" at statement:")[0].rstrip(".")
+    head = msg.split(":", 1)[0]
+    if not (":" in msg and head.isidentifier() and head.endswith("Error")):
+        msg = f"SyntaxError: {msg}"
+    line = line.removeprefix("Line ")
+    return f"{msg} (line {line})" if line.isdigit() else msg
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(code: str, max_chars: int) -> tuple[CodeType | None, str | None, tuple]:
+    """Compile under the policy -> (code object, error, names read but never bound [(name, line)])."""
+    if len(code) > max_chars:
+        return None, f"ValueError: code is too long ({len(code)} characters, limit {max_chars})", ()
+    try:
+        tree = ast.parse(code, CODE_FILENAME)
+        bound, loaded = set(), set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Name):
+                (loaded.add((n.id, n.lineno)) if isinstance(n.ctx, ast.Load) else bound.add(n.id))
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(n.name)
+            elif isinstance(n, ast.arg):
+                bound.add(n.arg)
+            elif isinstance(n, ast.ExceptHandler) and n.name:
+                bound.add(n.name)
+        free = tuple(sorted((x for x in loaded if x[0] not in bound), key=lambda x: (x[1], x[0])))
+        res = compile_restricted_exec(tree, CODE_FILENAME, policy=_AgentPolicy)
+    except SyntaxError as e:
+        return None, f"SyntaxError: {e.msg} (line {e.lineno})", ()
+    except (RecursionError, MemoryError, ValueError) as e:
+        return None, f"SyntaxError: code is too deeply nested or malformed ({type(e).__name__})", ()
+    if res.errors:
+        return None, _format_static(res.errors[0]), ()
+    return res.code, None, free
+
+
+# ------------------------------------------------------------------------------------ guards
+class _SafeFormatter(string.Formatter):
+    """str.format whose '{0.attr}' fields go through the guarded getattr."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        first, rest = _string.formatter_field_name_split(field_name)
+        obj = self.get_value(first, args, kwargs)
+        for is_attr, key in rest:
+            obj = _guarded_getattr(obj, key) if is_attr else obj[key]
+        return obj, first
+
+
+_FORMATTER = _SafeFormatter()
+
+
+def _guarded_getattr(obj: Any, name: str) -> Any:
+    """safer_getattr, but missing attributes raise AttributeError and str.format is made safe."""
+    if isinstance(obj, str) and name == "format":
+        return functools.partial(_FORMATTER.format, obj)
+    if isinstance(obj, str) and name == "format_map":
+        return lambda mapping: _FORMATTER.vformat(obj, (), mapping)
+    return safer_getattr(obj, name, raise_)
+
+
+_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
+    ">>=": operator.irshift, "|=": operator.ior, "^=": operator.ixor, "&=": operator.iand,
+    "@=": operator.imatmul}
+_EXTRA_BUILTINS = ("len range min max sum abs enumerate zip sorted reversed list dict tuple set frozenset "
+                   "str int float bool isinstance any all map filter round divmod iter next repr").split()
+_BUILTINS: dict[str, Any] = {k: v for k, v in safe_builtins.items()
+                             if k not in ("__build_class__", "setattr", "delattr", "_getattr_")}
+_BUILTINS.update({name: getattr(builtins, name) for name in _EXTRA_BUILTINS})
+BUILTIN_NAMES: frozenset[str] = frozenset(_BUILTINS) | {"print", "printed"}
+
+
+class _Output:
+    """Target of every print() in one run, silently capped at ``cap`` characters."""
+
+    def __init__(self, cap: int) -> None:
+        self.parts: list[str] = []
+        self.left = cap
+
+    def _call_print(self, *objects: Any, sep: str | None = " ", end: str | None = "\n",
+                    file: Any = None, flush: bool = False) -> None:
+        if self.left > 0:  # once full, skip even formatting the arguments
+            text = (" " if sep is None else sep).join(map(str, objects)) + ("\n" if end is None else end)
+            self.parts.append(text[: self.left])
+            self.left -= len(self.parts[-1])
+
+    def __call__(self) -> str:  # what the name 'printed' evaluates to
+        return "".join(self.parts)
+
+
+def _make_env(session: Session, out: _Output) -> dict[str, Any]:
+    """Fresh module globals: guards, safe builtins, then the session's API names."""
+    env = {"__builtins__": dict(_BUILTINS), "__name__": "agent_code", "_getattr_": _guarded_getattr,
+           "_getitem_": operator.getitem, "_getiter_": iter, "_write_": full_write_guard,
+           "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
+           "_inplacevar_": lambda op, x, y: _INPLACE[op](x, y), "_apply_": lambda f, *a, **k: f(*a, **k),
+           "_print_": lambda _getattr_=None: out}
+    env.update((k, v) for k, v in session.globals.items() if not k.startswith("_"))
+    return env
+
+
+def check_code(code: str, allowed_names: Iterable[str] = (), *,
+               max_code_chars: int = SandboxLimits.max_code_chars) -> str | None:
+    """Static check in-process (nothing runs): None if ``code`` compiles under the policy, else the error.
+
+    With a non-empty ``allowed_names`` (the API names a session provides), reading a name that the
+    code never binds and that is neither a sandbox builtin nor allowed is also an error (NameError).
+    """
+    _, error, free = _compile(code, max_code_chars)
+    allowed = set(allowed_names)
+    if error is None and allowed:
+        for name, line in free:
+            if name not in allowed and name not in BUILTIN_NAMES:
+                return f"NameError: name '{name}' is not defined (line {line})"
+    return error
+
+
+# ------------------------------------------------------------------------------------ worker
+class _Timeout(BaseException):
+    """Raised by the soft timer; a BaseException so `except Exception` in agent code cannot eat it."""
+
+
+_timed_out = False
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    global _timed_out
+    _timed_out = True
+    raise _Timeout()
+
+
+def _describe(e: BaseException, limits: SandboxLimits) -> str:
+    """One line; '(line N)' when the innermost non-sandbox frame is the agent's code (not the API)."""
+    if isinstance(e, MemoryError):
+        return f"MemoryError: code used more than {limits.memory_mb} MB"
+    if isinstance(e, _Timeout):
+        return f"TimeoutError: code ran longer than {float(limits.timeout_s)} s"
+    try:
+        text = str(e)
+    except Exception:  # noqa: BLE001
+        text = ""
+    msg = " ".join(f"{type(e).__name__}: {text}".split()).removesuffix(":")[:_MAX_ERROR_CHARS]
+    line, tb = None, e.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith(_INTERNAL_FILES):
+            line = tb.tb_lineno if filename == CODE_FILENAME else None
+        tb = tb.tb_next
+    return f"{msg} (line {line})" if line else msg
+
+
+_FACTORIES: dict[str, Callable[[Any], Session]] = {}
+
+
+def _load_factory(path: str) -> Callable[[Any], Session]:
+    """Import 'package.module:function' once per distinct path."""
+    if path not in _FACTORIES:
+        module, _, attr = path.partition(":")
+        _FACTORIES[path] = getattr(importlib.import_module(module), attr)
+    return _FACTORIES[path]
+
+
+def _set_rlimits(memory_mb: int) -> None:
+    """No core dumps; address space capped at the current virtual size + memory_mb (Linux)."""
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        with open("/proc/self/status") as f:
+            vm = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmSize:"))
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        want = vm + memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+
+
+def _run_one(request: bytes, factory: str, limits: SandboxLimits, send: Callable[[bytes], None]) -> bytes:
+    """Execute one request and return the pickled reply; sends b'S'/b'U' around the timed code."""
+    global _timed_out
+    _timed_out, ok, error, session, out = False, False, None, None, _Output(limits.max_output_chars)
+    try:
+        code, payload, entry = pickle.loads(request)
+        session = _load_factory(factory)(payload)
+        code_obj, error, _ = _compile(code, limits.max_code_chars)
+        env = _make_env(session, out)
+    except BaseException as e:  # noqa: BLE001 - reported, the worker lives on
+        error = error or "SandboxError: session setup failed: " + _describe(e, limits)
+    send(b"S")
+    if error is None:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
+            try:
+                exec(code_obj, env)
+                fn = env.get(entry)
+                if fn is None:
+                    error = f"NameError: function '{entry}' is not defined"
+                elif not callable(fn):
+                    error = f"TypeError: '{entry}' is not a function"
+                else:
+                    fn(*session.args)
+                    ok = True
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except BaseException as e:  # noqa: BLE001 - whatever the agent code raised
+            error = _describe(e, limits)
+        if _timed_out:  # also when the agent code swallowed _Timeout and then finished
+            ok, error = False, f"TimeoutError: code ran longer than {float(limits.timeout_s)} s"
+    send(b"U")
+    value, stdout = None, out()
+    try:
+        value = session.result() if session is not None else None
+        return pickle.dumps((ok, error, value, stdout), pickle.HIGHEST_PROTOCOL)
+    except BaseException as e:  # noqa: BLE001 - result() failed or is not picklable
+        what = "failed" if value is None else "is not picklable"
+        error = error or f"SandboxError: session.result() {what}: {_describe(e, limits)}"
+        return pickle.dumps((False, error, None, stdout), pickle.HIGHEST_PROTOCOL)
+
+
+def _worker_main(conn: Any, factory: str, limits: SandboxLimits) -> None:
+    """Worker process: import the factory, set limits, then serve requests until EOF."""
+    try:
+        _load_factory(factory)
+        _compile("def act():\n    pass\n", 100)  # warm the compiler path
+    except BaseException as e:  # noqa: BLE001
+        conn.send(("fail", f"{type(e).__name__}: {e}"))
+        return
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    _set_rlimits(limits.memory_mb)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        conn.send_bytes(b"R" + _run_one(request, factory, limits, conn.send_bytes))
+
+
+# ------------------------------------------------------------------------------------ parent
+def _stop_worker(state: dict[str, Any]) -> None:
+    """Close the pipe and SIGKILL the worker (it holds no state worth a graceful exit)."""
+    proc, conn = state.pop("proc", None), state.pop("conn", None)
+    if conn is not None:
+        conn.close()
+    if proc is not None:
+        proc.kill()
+        proc.join(2.0)
+
+
+class Sandbox:
+    """Persistent worker process running untrusted code; restarted transparently after a kill or crash.
+
+    The worker starts in the constructor (RuntimeError if the factory cannot be imported). One run
+    at a time (a lock serialises callers). Closed by close(), the context manager, or at exit.
+    """
+
+    def __init__(self, factory: str, limits: SandboxLimits = SandboxLimits()) -> None:
+        if ":" not in factory:
+            raise ValueError(f"factory must look like 'package.module:function', got {factory!r}")
+        self.factory, self.limits = factory, limits
+        self.start_time_s = 0.0  # duration of the last worker start
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] = {}  # proc, conn; shared with the exit-time finalizer
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _stop_worker, self._state)
+        self._start()
+
+    @property
+    def worker_pid(self) -> int | None:
+        proc = self._state.get("proc")
+        return proc.pid if proc is not None else None
+
+    def _start(self) -> None:
+        t0 = time.perf_counter()
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker_main, args=(child, self.factory, self.limits),
+                                 name="octopus-sandbox", daemon=not mp.current_process().daemon)
+        proc.start()
+        child.close()
+        self._state.update(proc=proc, conn=parent)
+        try:
+            status, info = parent.recv() if parent.poll(self.limits.setup_timeout_s) else ("fail", "timeout")
+        except (EOFError, OSError):
+            status, info = "fail", f"worker exited with code {proc.exitcode}"
+        if status != "ready":
+            _stop_worker(self._state)
+            raise RuntimeError(f"sandbox worker for {self.factory!r} failed to start: {info}")
+        self.start_time_s = time.perf_counter() - t0
+
+    def _fail(self, t0: float, error: str | None) -> SandboxResult:
+        """Kill (or reap) the worker, name the crash if error is None, restart for the next run."""
+        duration = time.perf_counter() - t0
+        proc = self._state.get("proc")
+        if error is None and proc is not None:  # the worker died by itself
+            proc.join(1.0)
+            code = proc.exitcode
+            if code is not None and code < 0:
+                name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+                error = f"RuntimeError: the sandbox worker was killed by {name}"
+                if -code == signal.SIGKILL:
+                    error += f" (out of memory? limit {self.limits.memory_mb} MB)"
+            else:
+                error = f"RuntimeError: the sandbox worker exited unexpectedly (code {code})"
+        _stop_worker(self._state)
+        try:
+            self._start()
+        except Exception:  # noqa: BLE001 - retried by the next run
+            pass
+        return SandboxResult(False, error, None, "", duration)
+
+    def run(self, code: str, payload: Any, entry: str = "act") -> SandboxResult:
+        """Exec ``code`` and call ``entry(*session.args)`` in the worker, session = factory(payload).
+
+        Never raises for anything the code does; raises only for caller errors (unpicklable
+        payload, closed sandbox, a worker that cannot be restarted).
+        """
+        request = pickle.dumps((code, payload, entry), pickle.HIGHEST_PROTOCOL)
+        lim = self.limits
+        phases = ((b"S", lim.setup_timeout_s, f"session setup took longer than {lim.setup_timeout_s} s"),
+                  (b"U", lim.timeout_s + _GRACE_S, f"code ran longer than {float(lim.timeout_s)} s"),
+                  (b"R", lim.setup_timeout_s, f"session.result() took longer than {lim.setup_timeout_s} s"))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("sandbox is closed")
+            if "proc" not in self._state or not self._state["proc"].is_alive():
+                _stop_worker(self._state)
+                self._start()
+            t0, conn = time.perf_counter(), self._state["conn"]
+            try:
+                conn.send_bytes(request)
+                for tag, wait, timeout_message in phases:
+                    if not conn.poll(wait):
+                        return self._fail(t0, f"TimeoutError: {timeout_message}")
+                    message = conn.recv_bytes()
+                    if message[:1] != tag:
+                        return self._fail(t0, "RuntimeError: sandbox protocol error")
+            except (EOFError, OSError):
+                return self._fail(t0, None)
+            except BaseException:  # e.g. KeyboardInterrupt: never reuse a half-read pipe
+                _stop_worker(self._state)
+                raise
+            try:
+                ok, error, value, stdout = pickle.loads(message[1:])
+            except Exception as e:  # noqa: BLE001 - e.g. a class the parent cannot import
+                ok, error, value, stdout = False, f"SandboxError: result cannot be unpickled: {e}", None, ""
+            return SandboxResult(ok, error, value, stdout, time.perf_counter() - t0)
+
+    def close(self) -> None:
+        """Terminate the worker; later runs raise RuntimeError."""
+        with self._lock:
+            self._closed = True
+            self._finalizer()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

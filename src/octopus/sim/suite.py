@@ -1,0 +1,98 @@
+"""Build, prove and cache the task suite (see `octopus.sim.tasks` for what a task is).
+
+Building proves every candidate task solvable with the planner, so it takes a while; the result is
+cached on disk keyed by everything it depends on (params, the package version and the source of the
+simulator modules), and `octopus tasks export` writes it as the pinned suite snapshot under `data/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from octopus.config import SimParams, TasksParams
+from octopus.sim import content
+from octopus.sim.layout import LayoutError, LayoutParams
+from octopus.sim.planner import plan
+from octopus.sim.tasks import Suite, Task, assign_splits, behavior_tasks, published_tasks
+
+_SIM_MODULES = ("world", "actions", "layout", "planner", "tasks", "goals", "content", "suite")
+
+
+def layout_params(sim: SimParams) -> LayoutParams:
+    return LayoutParams(reach_m=sim.reach_m, hands=sim.hands, distractors=sim.distractors, seed=sim.seed)
+
+
+def prove(task: Task, sim: SimParams) -> str | None:
+    """None if the planner solves the task within the step budget, else why the task is excluded."""
+    try:
+        world, goal = task.build(layout_params(sim))
+    except (LayoutError, content.ContentError, KeyError, ValueError) as err:
+        return f"cannot build: {err}"
+    except Exception as err:  # noqa: BLE001 - bddl raises its own error types for scope problems
+        return f"cannot build: {type(err).__name__}: {err}"
+    if goal.satisfied():
+        return "goal already holds at the start"
+    result = plan(world, goal, max_steps=sim.max_steps, max_expansions=sim.planner_expansions)
+    if not result.solved:
+        return f"planner: {result.reason}"
+    task.plan_steps = len(result.steps)
+    return None
+
+
+def build_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], None] | None = None) -> Suite:
+    published, excluded = published_tasks()
+    names = {t.activity for t in published}
+    extra = behavior_tasks(content.activities(), names, set(tp.unseen_scenes))[: tp.behavior_extra]
+    candidates, kept = published + extra, []
+    for n, task in enumerate(candidates):
+        why = prove(task, sim)
+        if why is None:
+            kept.append(task)
+        else:
+            excluded.append((task.id, why))
+        if progress:
+            progress(n + 1, len(candidates))
+    excluded += assign_splits(kept, list(tp.unseen_scenes), tp.eval_seen, tp.eval_unseen, tp.eval_reason, tp.seed)
+    return Suite(kept, excluded)
+
+
+def _fingerprint(sim: SimParams, tp: TasksParams) -> str:
+    h = hashlib.sha256(json.dumps([asdict(sim), asdict(tp)], sort_keys=True, default=str).encode())
+    for mod in _SIM_MODULES:
+        h.update(resources.files("octopus.sim").joinpath(f"{mod}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("OCTOPUS_CACHE", Path.home() / ".cache" / "octopus"))
+
+
+def load_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], None] | None = None) -> Suite:
+    """The suite for these params, from the cache when present (built and cached otherwise)."""
+    path = cache_dir() / f"suite-{_fingerprint(sim, tp)}.json"
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            return Suite([Task(**t) for t in data["tasks"]], [tuple(e) for e in data["excluded"]])
+        except (ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # a corrupt cache is rebuilt, never trusted
+    t0 = time.perf_counter()
+    suite = build_suite(sim, tp, progress)
+    write_suite(suite, path, {"build_s": round(time.perf_counter() - t0, 1)})
+    return suite
+
+
+def write_suite(suite: Suite, path: Path, meta: dict | None = None) -> None:
+    """Write atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta or {}, "tasks": [t.to_dict() for t in suite.tasks],
+                               "excluded": suite.excluded}, indent=1))
+    tmp.replace(path)
