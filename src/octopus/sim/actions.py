@@ -39,13 +39,14 @@ class ActionError(Exception):
 
 
 # ---------------------------------------------------------------------- checks
-def _check_reachable(w: World, i: int, verb: str) -> None:
+def _check_reachable(w: World, i: int, doing: str) -> None:
+    """`doing` completes "open it before ...", e.g. "taking bacon_1 out"."""
     o = w.objects[i]
     if w.group[i] != 0:
         return  # held objects are always in reach
     hider = w.hidden_by(i)
     if hider is not None:
-        raise ActionError(f"{w.name(hider)} is closed: open it before {verb} {o.name}")
+        raise ActionError(f"{w.name(hider)} is closed: open it before {doing}")
     d = w.reach_distance(i)
     if d > w.reach_m:
         raise ActionError(f"{o.name} is {d:.2f} m away, out of reach ({w.reach_m:g} m): "
@@ -105,7 +106,7 @@ def grasp(w: World, i: int) -> None:
         raise ActionError(f"{o.name} is already in the robot's hands")
     if len(w.held) >= w.hands:
         raise ActionError(f"both hands are full ({', '.join(w.name(j) for j in w.held)}): put something down before grasping {o.name}")
-    _check_reachable(w, i, "taking")
+    _check_reachable(w, i, f"taking {o.name} out")
     w.move(i, hand_point(w, len(w.held)), group=i + 1)
     w.placement[i] = None
     w.held = (*w.held, i)
@@ -128,7 +129,7 @@ def put(w: World, i: int, t: int, mode: str) -> None:
                           f"{ot.name} is {'the same object' if t == i else 'being held'}")
     if ot.kind == "agent":
         raise ActionError(f"cannot put {o.name} on the robot")
-    _check_reachable(w, t, "putting things on or in")
+    _check_reachable(w, t, f"putting {o.name} on or in {ot.name}")
     if mode == "inside":
         if not ot.container:
             raise ActionError(f"{ot.name} is not a container: nothing can be put inside it")
@@ -148,7 +149,7 @@ def change_state(w: World, action: str, i: int) -> None:
     o = w.objects[i]
     if ability not in o.abilities:
         raise ActionError(f"{o.name} cannot be {_VERB[ability]}: {action} needs a {ability} object")
-    _check_reachable(w, i, "reaching")
+    _check_reachable(w, i, f"reaching {o.name}")
     w.set(state, i, value)
     for s in clears:
         w.set(s, i, False)
@@ -286,7 +287,7 @@ class Api:
             i = self._obj(fn, obj, "obj")
             grasp(self.world, i) if fn == "EasyGrasp" else change_state(self.world, fn, i)
             self.log.append((fn, (obj.name,)))
-        call.__name__ = fn
+        call.__name__ = call.__qualname__ = fn
         return call
 
     def _pair_fn(self, fn: str) -> Callable[[Any, Any, Any], None]:
@@ -295,7 +296,7 @@ class Api:
             i, t = self._obj(fn, obj1, "obj1"), self._obj(fn, obj2, "obj2")
             put(self.world, i, t, PAIR_FUNCTIONS[fn])
             self.log.append((fn, (obj1.name, obj2.name)))
-        call.__name__ = fn
+        call.__name__ = call.__qualname__ = fn
         return call
 
 

@@ -86,12 +86,12 @@ class _AgentPolicy(RestrictingNodeTransformer):
         return node
 
 
-_NOT_ALLOWED = "SyntaxError: {} not allowed"
-_DENIED = {"Import": "ImportError: imports are not allowed", "ClassDef": _NOT_ALLOWED.format("class definitions are"),
-           "Global": _NOT_ALLOWED.format("global statements are"), "Nonlocal": _NOT_ALLOWED.format("nonlocal statements are"),
-           "Yield": _NOT_ALLOWED.format("generators (yield) are"), "AsyncFunctionDef": _NOT_ALLOWED.format("async code is")}
-_DENIED.update(ImportFrom=_DENIED["Import"], YieldFrom=_DENIED["Yield"], Await=_DENIED["AsyncFunctionDef"],
-               AsyncFor=_DENIED["AsyncFunctionDef"], AsyncWith=_DENIED["AsyncFunctionDef"])
+_DENIED = dict.fromkeys(("Import", "ImportFrom"), "ImportError: imports are not allowed")
+_DENIED.update(dict.fromkeys(("Yield", "YieldFrom"), "SyntaxError: generators (yield) are not allowed"))
+_DENIED.update(dict.fromkeys(("AsyncFunctionDef", "Await", "AsyncFor", "AsyncWith"),
+                             "SyntaxError: async code is not allowed"))
+_DENIED.update({kind: f"SyntaxError: {what} are not allowed" for kind, what in (
+    ("ClassDef", "class definitions"), ("Global", "global statements"), ("Nonlocal", "nonlocal statements"))})
 for _kind, _message in _DENIED.items():
     setattr(_AgentPolicy, f"visit_{_kind}", lambda self, node, _m=_message: self._deny(node, _m))
 
@@ -153,7 +153,7 @@ _FORMATTER = _SafeFormatter()
 def _guarded_getattr(obj: Any, name: str) -> Any:
     """safer_getattr, but missing attributes raise AttributeError and str.format is made safe."""
     if isinstance(obj, str) and name == "format":
-        return functools.partial(_FORMATTER.format, obj)
+        return lambda *args, **kwargs: _FORMATTER.vformat(obj, args, kwargs)
     if isinstance(obj, str) and name == "format_map":
         return lambda mapping: _FORMATTER.vformat(obj, (), mapping)
     return safer_getattr(obj, name, raise_)
