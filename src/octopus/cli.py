@@ -44,11 +44,16 @@ def _params(path: Path) -> Params:
         raise typer.Exit(2) from None
 
 
-def _suite(p: Params):
+def _suite(p: Params, task_list: Path | None = None):
     from octopus.sim.suite import load_suite
-    with Progress(console=console, transient=True) as bar:
-        job = bar.add_task("building and proving the task suite (cached afterwards)", total=None)
-        return load_suite(p.sim, p.tasks, lambda n, total: bar.update(job, completed=n, total=total))
+    try:
+        with Progress(console=console, transient=True) as bar:
+            job = bar.add_task("building and proving the task suite (cached afterwards)", total=None)
+            return load_suite(p.sim, p.tasks, lambda n, total: bar.update(job, completed=n, total=total),
+                              str(task_list) if task_list else None)
+    except (OSError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
 
 
 def _task(p: Params, task_id: str):
@@ -133,16 +138,23 @@ def _reason_counts(excluded: list) -> dict[str, int]:
 
 @tasks_app.command("export")
 def tasks_export(out: Path = typer.Argument(Path("data/suite"), help="directory to write the snapshot to"),
+                 task_list: Optional[Path] = typer.Option(None, help="published task list (default: the vendored copy)"),
+                 metrics: Path = typer.Option(Path("reports/tasks.json"), help="where to write the counts (DVC metrics)"),
                  params: Path = PARAMS) -> None:
-    """Write the suite snapshot: tasks.json (with BDDL problems), excluded tasks and counts."""
+    """Write the suite snapshot: tasks.json (tasks with BDDL problems, excluded tasks) and counts."""
     from octopus.sim.suite import write_suite
-    suite = _suite(_params(params))
-    write_suite(suite, out / "tasks.json", {"tasks": len(suite.tasks), "excluded": len(suite.excluded)})
+    suite = _suite(_params(params), task_list)
+    counts = {"tasks": len(suite.tasks), "excluded": len(suite.excluded),
+              **{s: len(suite.select(s)) for s in ("train", "eval_seen", "eval_unseen")},
+              **{c: len(suite.select(None, c)) for c in ("follow", "reason")}}
+    write_suite(suite, out / "tasks.json", counts)
     problems = out / "problems"
     problems.mkdir(parents=True, exist_ok=True)
     for t in suite.tasks:
         (problems / f"{t.id}.bddl").write_text(t.problem() + "\n")
-    console.print(f"wrote {len(suite.tasks)} tasks to {out}")
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps(counts, indent=1) + "\n")
+    console.print(f"wrote {len(suite.tasks)} tasks to {out} ({counts})")
 
 
 # ---------------------------------------------------------------------- sim
@@ -161,16 +173,16 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
     bot = make_agent(agent, seed=seed) if agent == "random" else make_agent(agent)
     ep = Episode(_task(p, task), p.sim)
     out = Console()
-    result = None
     while not ep.success and ep.steps < p.sim.max_steps:
         out.rule(f"step {ep.steps + 1}")
-        out.print("[bold]Environment message[/]", highlight=False)
-        out.print(ep.message().render(), markup=False, highlight=False)
+        out.print("[bold]Environment message[/]")
+        typer.echo(ep.message().render())  # plain: the exact text the agent reads, never re-wrapped
         text = bot.respond(ep)
         out.print("[bold]Response[/]")
-        out.print(text, markup=False, highlight=False)
+        typer.echo(text)
         result = ep.step(text)
-        out.print(f"[bold]Feedback[/] {json.dumps(result.feedback())}", highlight=False)
+        out.print("[bold]Feedback[/]")
+        typer.echo(json.dumps(result.feedback()))
     out.rule()
     out.print(f"task {'succeeded' if ep.success else 'failed'} after {ep.steps} step(s); "
               f"goal progress {ep.goal.progress():.2f}")

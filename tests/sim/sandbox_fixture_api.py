@@ -20,6 +20,7 @@ class FakeSession:
         self.log: list[tuple[str, str]] = []
         self.opened: set[str] = set()
         self.args = ("robot_1", "env_1", "camera_1")
+        self.ballast = bytearray(payload.get("ballast_mb", 0) * 2**20)  # a big simulator state
         self.globals: dict[str, Any] = {
             "MoveBot": self.move_bot, "EasyGrasp": self.easy_grasp, "registry": {"fridge": "fridge_1"},
             "crash": lambda code=3: os._exit(code), "segfault": lambda: ctypes.string_at(0),

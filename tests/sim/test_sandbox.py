@@ -178,6 +178,19 @@ def test_memory_blowup_is_reported_and_worker_survives(sandbox, expr):
     assert_still_works(sandbox)
 
 
+def test_memory_of_previous_runs_is_released(sandbox):
+    code = "BIG = 'x' * (180 * 2**20)\ndef act(robot, env, camera):\n    MoveBot(robot, str(len(BIG)))\n"
+    for _ in range(3):  # 3 x 180 MB > 256 MB: passes only if each run's globals are freed
+        res = sandbox.run(code, {})
+        assert res.ok, res.error
+
+
+def test_garbage_sessions_do_not_exhaust_memory(sandbox):
+    for _ in range(6):  # each session is a 100 MB reference cycle (its globals hold its bound methods)
+        res = sandbox.run(GOOD, {"ballast_mb": 100})
+        assert res.ok, res.error
+
+
 def test_print_output_is_capped(sandbox):
     res = sandbox.run(body("for i in range(100000):", "    print('line', i)"), {})
     assert res.ok, res.error

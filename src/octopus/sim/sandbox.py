@@ -12,6 +12,7 @@ import _string  # type: ignore[import-not-found]  # field-name splitter behind s
 import ast
 import builtins
 import functools
+import gc
 import importlib
 import multiprocessing as mp
 import operator
@@ -262,17 +263,25 @@ def _load_factory(path: str) -> Callable[[Any], Session]:
     return _FACTORIES[path]
 
 
+def _vm_bytes() -> int:
+    """Virtual memory size of this process (what RLIMIT_AS limits); 0 where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _set_rlimits(memory_mb: int) -> None:
     """No core dumps; address space capped at the current virtual size + memory_mb (Linux)."""
     try:
         import resource
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        with open("/proc/self/status") as f:
-            vm = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmSize:"))
-        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        want = vm + memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
-    except (ImportError, OSError, ValueError, StopIteration):
+        if vm := _vm_bytes():
+            hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+            want = vm + memory_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    except (ImportError, OSError, ValueError):
         pass
 
 
@@ -280,6 +289,7 @@ def _run_one(request: bytes, factory: str, limits: SandboxLimits, send: Callable
     """Execute one request and return the pickled reply; sends b'S'/b'U' around the timed code."""
     global _timed_out
     _timed_out, ok, error, session, out = False, False, None, None, _Output(limits.max_output_chars)
+    env: dict[str, Any] = {}
     try:
         code, payload, entry = pickle.loads(request)
         session = _load_factory(factory)(payload)
@@ -316,6 +326,8 @@ def _run_one(request: bytes, factory: str, limits: SandboxLimits, send: Callable
         what = "failed" if value is None else "is not picklable"
         error = error or f"SandboxError: session.result() {what}: {_describe(e, limits)}"
         return pickle.dumps((False, error, None, stdout), pickle.HIGHEST_PROTOCOL)
+    finally:
+        env.clear()  # break the functions<->globals cycle: big data is freed now, not at some gc
 
 
 def _worker_main(conn: Any, factory: str, limits: SandboxLimits) -> None:
@@ -329,6 +341,7 @@ def _worker_main(conn: Any, factory: str, limits: SandboxLimits) -> None:
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     _set_rlimits(limits.memory_mb)
+    high_water = _vm_bytes() + limits.memory_mb * 2**19  # half the headroom
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -336,6 +349,8 @@ def _worker_main(conn: Any, factory: str, limits: SandboxLimits) -> None:
         except (EOFError, OSError):
             return
         conn.send_bytes(b"R" + _run_one(request, factory, limits, conn.send_bytes))
+        if _vm_bytes() > high_water:  # garbage cycles (old sessions) must not eat the next run's memory
+            gc.collect()
 
 
 # ------------------------------------------------------------------------------------ parent

@@ -46,8 +46,9 @@ def prove(task: Task, sim: SimParams) -> str | None:
     return None
 
 
-def build_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], None] | None = None) -> Suite:
-    published, excluded = published_tasks()
+def build_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], None] | None = None,
+                task_list: str | None = None) -> Suite:
+    published, excluded = published_tasks(task_list)
     names = {t.activity for t in published}
     extra = behavior_tasks(content.activities(), names, set(tp.unseen_scenes))[: tp.behavior_extra]
     candidates, kept = published + extra, []
@@ -63,8 +64,9 @@ def build_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], 
     return Suite(kept, excluded)
 
 
-def _fingerprint(sim: SimParams, tp: TasksParams) -> str:
+def _fingerprint(sim: SimParams, tp: TasksParams, task_list: str | None) -> str:
     h = hashlib.sha256(json.dumps([asdict(sim), asdict(tp)], sort_keys=True, default=str).encode())
+    h.update(Path(task_list).read_bytes() if task_list else b"vendored")
     for mod in _SIM_MODULES:
         h.update(resources.files("octopus.sim").joinpath(f"{mod}.py").read_bytes())
     return h.hexdigest()[:16]
@@ -74,9 +76,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("OCTOPUS_CACHE", Path.home() / ".cache" / "octopus"))
 
 
-def load_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], None] | None = None) -> Suite:
+def load_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], None] | None = None,
+               task_list: str | None = None) -> Suite:
     """The suite for these params, from the cache when present (built and cached otherwise)."""
-    path = cache_dir() / f"suite-{_fingerprint(sim, tp)}.json"
+    path = cache_dir() / f"suite-{_fingerprint(sim, tp, task_list)}.json"
     if path.exists():
         try:
             data = json.loads(path.read_text())
@@ -84,7 +87,7 @@ def load_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], N
         except (ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)  # a corrupt cache is rebuilt, never trusted
     t0 = time.perf_counter()
-    suite = build_suite(sim, tp, progress)
+    suite = build_suite(sim, tp, progress, task_list)
     write_suite(suite, path, {"build_s": round(time.perf_counter() - t0, 1)})
     return suite
 

@@ -67,10 +67,17 @@ def _sexp(x) -> str:
 
 
 # ---------------------------------------------------------------------- published list
-def published_entries() -> dict[str, dict]:
-    """The task list published with the paper's code (vendored, see data/ATTRIBUTION.md)."""
-    text = resources.files("octopus.sim").joinpath("data/octogibson_tasks.json").read_text()
-    return json.loads(text)
+def published_entries(path: str | None = None) -> dict[str, dict]:
+    """The task list published with the paper's code (vendored, see data/ATTRIBUTION.md), or a copy at `path`."""
+    from pathlib import Path
+    text = Path(path).read_text() if path else resources.files("octopus.sim").joinpath("data/octogibson_tasks.json").read_text()
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path or 'vendored task list'}: not valid JSON: {err}") from None
+    if not isinstance(entries, dict):
+        raise ValueError(f"{path or 'vendored task list'}: expected an object mapping task ids to entries")
+    return entries
 
 
 def _fix_literal(raw: list[str]) -> list[str] | None:
@@ -143,12 +150,12 @@ def _category(key: str, detailed: str, goal_objs: list[str]) -> tuple[str, str]:
     return "follow", detailed.replace("_", " ")
 
 
-def published_tasks() -> tuple[list[Task], list[tuple[str, str]]]:
+def published_tasks(path: str | None = None) -> tuple[list[Task], list[tuple[str, str]]]:
     tasks, excluded = [], []
     parsed: dict[str, tuple] = {}
-    for key, e in published_entries().items():
-        act = e["task_name"]
+    for key, e in published_entries(path).items():
         try:
+            act = e["task_name"]
             if act not in parsed:
                 _, objs, init, _ = parse_problem(act, 0, "omnigibson")
                 parsed[act] = (objs, init)
@@ -159,8 +166,8 @@ def published_tasks() -> tuple[list[Task], list[tuple[str, str]]]:
             objects = {s: v for s, v in objects.items() if v}
             keep = [lit for lit in init if not (set(_flat(lit)) & removed)]
             goal = goal_from_targets(e["target_states"], objects)
-        except (ValueError, FileNotFoundError, content.ContentError) as err:
-            excluded.append((key, f"malformed entry: {err}"))
+        except (ValueError, FileNotFoundError, KeyError, TypeError, content.ContentError) as err:
+            excluded.append((key, f"malformed entry: {type(err).__name__}: {err}"))
             continue
         goal_objs = [a for lit in goal for a in _flat(lit) if ".n." in a]
         category, instruction = _category(key, e["detailed_name"], goal_objs)
