@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -210,8 +211,11 @@ def assign_splits(tasks: list[Task], unseen_scenes: list[str], eval_seen: int, e
     rng = random.Random(seed)
     unseen = [t for t in tasks if t.scene in unseen_scenes]
     seen = [t for t in tasks if t.scene not in unseen_scenes]
-    pick_u = _pick(unseen, eval_unseen, round(eval_reason * eval_unseen / (eval_seen + eval_unseen)), rng)
-    pick_s = _pick(seen, eval_seen, eval_reason - sum(t.category == "reason" for t in pick_u), rng)
+    pick_u = _pick(unseen, eval_unseen, round(eval_reason * eval_unseen / (eval_seen + eval_unseen)), rng, strict=False)
+    per_scene = Counter(t.scene for t in seen)
+    seen_pool = [t for t in seen if per_scene[t.scene] >= 3]  # "seen scene": it keeps training tasks
+    pick_s = _pick(seen_pool, eval_seen, eval_reason - sum(t.category == "reason" for t in pick_u), rng,
+                   cap=lambda scene: per_scene[scene] - 1)
     for t in tasks:
         t.split = "train"
     for t in pick_s:
@@ -224,13 +228,26 @@ def assign_splits(tasks: list[Task], unseen_scenes: list[str], eval_seen: int, e
     return [(t.id, f"in unseen scene {t.scene} beyond the eval_unseen quota") for t in dropped]
 
 
-def _pick(pool: list[Task], n: int, n_reason: int, rng: random.Random) -> list[Task]:
-    reason = sorted((t for t in pool if t.category == "reason"), key=lambda t: t.id)
-    follow = sorted((t for t in pool if t.category == "follow"), key=lambda t: t.id)
-    n_reason = min(n_reason, len(reason))
-    if len(follow) < n - n_reason:
-        raise ValueError(f"only {len(follow)} follow tasks available for {n - n_reason} evaluation slots")
-    return rng.sample(reason, n_reason) + rng.sample(follow, n - n_reason)
+def _pick(pool: list[Task], n: int, n_reason: int, rng: random.Random, cap=None, strict: bool = True) -> list[Task]:
+    """n tasks, n_reason of them `reason` (fewer allowed unless strict), at most cap(scene) per scene."""
+    taken: Counter = Counter()
+    out: list[Task] = []
+    for category, want in (("reason", n_reason), ("follow", n - n_reason)):
+        cands = sorted((t for t in pool if t.category == category), key=lambda t: t.id)
+        rng.shuffle(cands)
+        got = 0
+        if category == "follow":
+            want = n - len(out)
+        for t in cands:
+            if got == want:
+                break
+            if cap is None or taken[t.scene] < cap(t.scene):
+                out.append(t)
+                taken[t.scene] += 1
+                got += 1
+        if got < want and (strict or category == "follow"):
+            raise ValueError(f"only {got} {category} tasks available for {want} evaluation slots")
+    return out
 
 
 # ---------------------------------------------------------------------- tasks from BEHAVIOR-1K goals
