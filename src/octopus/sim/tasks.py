@@ -12,6 +12,8 @@ training scenes, `train` the rest; the default evaluation suite has the paper's 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import re
@@ -20,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
 
-from bddl.parsing import parse_problem
+from bddl.parsing import parse_problem as _bddl_parse_problem
 
 from octopus.sim import content
 from octopus.sim.goals import Goal
@@ -61,6 +63,12 @@ class Task:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def parse_problem(activity: str, instance: int, domain: str):
+    """bddl's parser, with its prints (to stdout, about unknown sections) silenced: stdout may carry JSON."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _bddl_parse_problem(activity, instance, domain)
 
 
 def _sexp(x) -> str:
