@@ -66,7 +66,9 @@ def build_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], 
 
 def _fingerprint(sim: SimParams, tp: TasksParams, task_list: str | None) -> str:
     h = hashlib.sha256(json.dumps([asdict(sim), asdict(tp)], sort_keys=True, default=str).encode())
-    h.update(Path(task_list).read_bytes() if task_list else b"vendored")
+    # the list's content, not its path: the pinned copy under data/ and the vendored one share a cache
+    h.update(Path(task_list).read_bytes() if task_list else
+             resources.files("octopus.sim").joinpath("data/octogibson_tasks.json").read_bytes())
     for mod in _SIM_MODULES:
         h.update(resources.files("octopus.sim").joinpath(f"{mod}.py").read_bytes())
     return h.hexdigest()[:16]
