@@ -25,7 +25,7 @@ class OracleAgent:
         explain = (f"The task goal is: {episode.task.instruction}. "
                    + (f"The last step failed ({episode.error}), so I re-plan from the current state. " if episode.error else "")
                    + f"The plan has {len(steps)} subtask(s); the next one is to {describe(steps[0]).lower()}.")
-        return write_response(episode.world, steps, episode.steps, explain).render()
+        return write_response(episode.world, steps, explain).render()
 
 
 def _give_up(why: str) -> str:

@@ -62,8 +62,8 @@ def effects(world: World, step: list[Call]) -> tuple[tuple[str, ...], tuple[Targ
     return inventory, tuple(dict.fromkeys(states))
 
 
-def write_response(world: World, plan: list[list[Call]], done: int, explain: str) -> Response:
-    """Response for the first step of `plan`, numbered after `done` steps already taken."""
+def write_response(world: World, plan: list[list[Call]], explain: str) -> Response:
+    """Response for the first step of `plan` (its subtasks are the whole remaining plan, numbered from 1)."""
     step = plan[0]
     inventory, states = effects(world, step)
     subtasks = tuple(describe(s) for s in plan)

@@ -178,7 +178,7 @@ def find_spot(w: World, i: int, t: int, mode: str) -> tuple[float, float, float]
     others = [j for j, pl in enumerate(w.placement) if pl is not None and pl[1] == t and j != i and w.group[j] == 0]
     for z in levels:
         for x, y in _grid(pt, span, hi, ot.front):
-            if not any(_overlap_xy(w, j, (x, y, z), hi) for j in others):
+            if not any(overlaps(w, j, (x, y, z), hi) for j in others):
                 return (x, y, z)
     return (pt[0], pt[1], levels[0])
 
@@ -198,7 +198,8 @@ def _axis(c: float, span: float, step: float) -> list[float]:
     return [c + k * step for k in range(-n, n + 1)]
 
 
-def _overlap_xy(w: World, j: int, c: tuple[float, float, float], h: tuple[float, float, float]) -> bool:
+def overlaps(w: World, j: int, c: tuple[float, float, float], h: tuple[float, float, float]) -> bool:
+    """Whether object j's box intersects a box of half-extents h centred at c."""
     pj, hj = w.pos[j], w.objects[j].half
     return (abs(pj[0] - c[0]) < hj[0] + h[0] and abs(pj[1] - c[1]) < hj[1] + h[1]
             and abs(pj[2] - c[2]) < hj[2] + h[2])

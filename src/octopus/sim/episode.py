@@ -160,12 +160,12 @@ class Episode:
             self.error = run.error
             return self._result(True, False, run.error, calls)
         unmet = unmet_targets(self.world, response)
-        self.success = self.goal.satisfied()
         if unmet:
             self.world.restore(before)
             self.success = self.goal.satisfied()
             self.error = "Target states not reached: " + "; ".join(unmet)
             return self._result(True, True, self.error, calls, unmet)
+        self.success = self.goal.satisfied()
         self.error = None
         return self._result(True, True, None, calls)
 

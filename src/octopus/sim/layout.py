@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from octopus.sim import content
-from octopus.sim.actions import find_spot
+from octopus.sim.actions import find_spot, overlaps
 from octopus.sim.world import KINEMATIC, UNARY, ObjectSpec, World
 
 ROBOT_SIZE = (0.5, 0.5, 1.2)
@@ -70,7 +70,7 @@ def build_world(objects: dict[str, list[str]], init: list, scene: str, task_id: 
             kind = ("substance" if info.is_substance else "floor" if info.is_floor else
                     "furniture" if info.is_furniture and supports.get(inst, ("ontop", ""))[0] == "ontop"
                     and _is_floor(supports.get(inst, ("", "floor.n.01_1"))[1]) else "item")
-            room = inroom.get(inst) if inst in inroom else None
+            room = inroom.get(inst)
             spec = ObjectSpec(agent_name(inst, clash), inst, synset, info.category, tuple(info.size), kind,
                               _abilities(info), info.is_container and kind != "floor", room)
             if kind == "furniture":
@@ -214,15 +214,10 @@ def _beside_furniture(w: World, i: int, room: str, rng: random.Random) -> None:
             off = (of.half[0] * lat[0] + of.half[1] * lat[1]) + 0.15 + (k - 1) // 2 * 0.5
             d = off + (hi[0] * lat[0] + hi[1] * lat[1])
             c = (pf[0] + side * lat[0] * d, pf[1] + side * lat[1] * d, hi[2])
-            if not any(_clash(w, j, c, hi) for j in range(len(w.objects)) if w.objects[j].kind in ("furniture", "item") and j != i):
+            if not any(overlaps(w, j, c, hi) for j in range(len(w.objects)) if w.objects[j].kind in ("furniture", "item") and j != i):
                 break
         w.pos[i] = c
     w.placement[i] = ("ontop", floor) if floor is not None else None
-
-
-def _clash(w: World, j: int, c, h) -> bool:
-    pj, hj = w.pos[j], w.objects[j].half
-    return all(abs(pj[k] - c[k]) < hj[k] + h[k] for k in range(3))
 
 
 def _apply_states(w: World, init: list) -> None:

@@ -20,7 +20,7 @@ from octopus.config import SimParams, TasksParams
 from octopus.sim import content
 from octopus.sim.layout import LayoutError, LayoutParams
 from octopus.sim.planner import plan
-from octopus.sim.tasks import Suite, Task, assign_splits, behavior_tasks, published_tasks
+from octopus.sim.tasks import Suite, Task, assign_splits, behavior_tasks, published_tasks, task_list_bytes
 
 _SIM_MODULES = ("world", "actions", "layout", "planner", "tasks", "goals", "content", "suite")
 
@@ -67,8 +67,7 @@ def build_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], 
 def _fingerprint(sim: SimParams, tp: TasksParams, task_list: str | None) -> str:
     h = hashlib.sha256(json.dumps([asdict(sim), asdict(tp)], sort_keys=True, default=str).encode())
     # the list's content, not its path: the pinned copy under data/ and the vendored one share a cache
-    h.update(Path(task_list).read_bytes() if task_list else
-             resources.files("octopus.sim").joinpath("data/octogibson_tasks.json").read_bytes())
+    h.update(task_list_bytes(task_list))
     for mod in _SIM_MODULES:
         h.update(resources.files("octopus.sim").joinpath(f"{mod}.py").read_bytes())
     return h.hexdigest()[:16]

@@ -76,12 +76,16 @@ def _sexp(x) -> str:
 
 
 # ---------------------------------------------------------------------- published list
-def published_entries(path: str | None = None) -> dict[str, dict]:
+def task_list_bytes(path: str | None = None) -> bytes:
     """The task list published with the paper's code (vendored, see data/ATTRIBUTION.md), or a copy at `path`."""
     from pathlib import Path
-    text = Path(path).read_text() if path else resources.files("octopus.sim").joinpath("data/octogibson_tasks.json").read_text()
+    return Path(path).read_bytes() if path else resources.files("octopus.sim").joinpath("data/octogibson_tasks.json").read_bytes()
+
+
+def published_entries(path: str | None = None) -> dict[str, dict]:
+    """The published task list's entries, keyed by task id."""
     try:
-        entries = json.loads(text)
+        entries = json.loads(task_list_bytes(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path or 'vendored task list'}: not valid JSON: {err}") from None
     if not isinstance(entries, dict):
@@ -240,12 +244,11 @@ def _pick(pool: list[Task], n: int, n_reason: int, rng: random.Random, cap=None,
     """n tasks, n_reason of them `reason` (fewer allowed unless strict), at most cap(scene) per scene."""
     taken: Counter = Counter()
     out: list[Task] = []
-    for category, want in (("reason", n_reason), ("follow", n - n_reason)):
+    for category in ("reason", "follow"):
+        want = n_reason if category == "reason" else n - len(out)  # follow fills what reason left
         cands = sorted((t for t in pool if t.category == category), key=lambda t: t.id)
         rng.shuffle(cands)
         got = 0
-        if category == "follow":
-            want = n - len(out)
         for t in cands:
             if got == want:
                 break
