@@ -3,7 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench demo clean-cache
+.PHONY: install sysdeps run test bench demo clean-cache
+
+# Offscreen rendering (MuJoCo on the CPU) needs Mesa's EGL and software GL driver from the system.
+MESA_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri
+sysdeps:  ## system libraries for offscreen rendering; installs them with apt-get when missing
+	@if ldconfig -p | grep -q 'libEGL_mesa.so' && ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing $(MESA_PKGS) for offscreen rendering"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MESA_PKGS) >/dev/null; \
+	else echo "offscreen rendering needs Mesa EGL: sudo apt-get install -y $(MESA_PKGS)" \
+		"(or libosmesa6 and MUJOCO_GL=osmesa)"; exit 1; fi
 
 $(VENV)/.installed: pyproject.toml
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
@@ -11,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(VENV)/.installed  ## create the project virtualenv with every pinned dependency
+install: sysdeps $(VENV)/.installed  ## create the project virtualenv with every pinned dependency
 
 run: install  ## the main job on the embedded defaults: the pipeline through DVC, then a demo episode
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
@@ -21,9 +31,9 @@ run: install  ## the main job on the embedded defaults: the pipeline through DVC
 test: install  ## the test suite
 	$(BIN)/pytest
 
-bench: install  ## simulator throughput (symbolic steps/s, goal checks/s)
+bench: install  ## simulator throughput (symbolic steps/s, goal checks/s, 10-view observations/s)
 	$(BIN)/octopus sim bench --json
-	$(BIN)/octopus sim bench --json --distractors 12
+	$(BIN)/octopus sim bench --json --distractors 12 --no-render
 
 clean-cache:  ## drop the cached task suite (rebuilt on next use)
 	rm -rf $${OCTOPUS_CACHE:-$$HOME/.cache/octopus}

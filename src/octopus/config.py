@@ -58,9 +58,23 @@ class TasksParams:
 
 
 @dataclass(frozen=True)
+class RenderParams:
+    """Cameras and offscreen rendering of the embedded simulator (MuJoCo on the CPU)."""
+
+    size: int = _f(224, "width and height of each of the 10 views (px)", lo=16, hi=2048)
+    gl: str = _f("auto", "OpenGL platform: auto tries egl, then osmesa (MUJOCO_GL overrides)",
+                 choices=("auto", "egl", "osmesa"))
+    ego_fov_deg: float = _f(80.0, "vertical field of view of the egocentric views (deg)", lo=20, hi=150)
+    ego_pitch_deg: float = _f(-30.0, "egocentric camera pitch, negative looks down (deg)", lo=-89, hi=45)
+    head_height_m: float = _f(1.3, "height of the robot's head camera (m)", lo=0.2, hi=3)
+    wall_height_m: float = _f(2.2, "height of room walls (m)", lo=0.5, hi=5)
+
+
+@dataclass(frozen=True)
 class Params:
     sim: SimParams = field(default_factory=SimParams)
     tasks: TasksParams = field(default_factory=TasksParams)
+    render: RenderParams = field(default_factory=RenderParams)
 
 
 def _check(section: str, f: dataclasses.Field, value: Any) -> Any:

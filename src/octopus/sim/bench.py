@@ -4,14 +4,18 @@ symbolic_steps_per_s: one agent function executed, the relations it affects deri
 and the task's BDDL goal checked, replaying the oracle's plans from each task's initial state.
 goal_checks_per_s: BDDL goal evaluations on the states along those plans, each on a fresh state
 (relation caches invalidated first, so every check derives its relations from the poses).
+observations_per_s: 10-view observations rendered right after a state change along those plans, at
+the configured resolution, with the process pinned to one core; renders_without_change counts GL
+passes spent on observations asked for again without a change (it must be 0).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
-from octopus.config import SimParams
+from octopus.config import RenderParams, SimParams
 from octopus.sim.actions import apply
 from octopus.sim.planner import plan
 from octopus.sim.suite import layout_params
@@ -56,4 +60,48 @@ def run_bench(tasks: list[Task], sim: SimParams, repeats: int = 5) -> dict:
         "symbolic_steps_per_s": round(statistics.median(step_rates)),
         "goal_checks_per_s": round(statistics.median(check_rates)),
         "repeats": repeats,
+    }
+
+
+def run_render_bench(tasks: list[Task], sim: SimParams, render: RenderParams, repeats: int = 3) -> dict:
+    """Observations per second after a state change, on one core (see the module docstring)."""
+    from octopus.sim.render import SceneRenderer
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        rates, setups, idle_renders, frames = [], [], 0, 0
+        for _ in range(repeats):
+            seconds = 0.0
+            count = 0
+            for t in tasks:
+                world, goal = t.build(layout_params(sim))
+                result = plan(world, goal, max_steps=sim.max_steps, max_expansions=sim.planner_expansions)
+                if not result.solved:
+                    continue
+                t0 = time.perf_counter()
+                renderer = SceneRenderer(world, render, seed=sim.seed)
+                renderer.observe()
+                setups.append(time.perf_counter() - t0)
+                for step in result.steps:
+                    for fn, args in step:
+                        apply(world, fn, args)
+                    t0 = time.perf_counter()
+                    renderer.observe()
+                    seconds += time.perf_counter() - t0
+                    count += 1
+                    before = renderer.renders
+                    world.touch()  # a version bump without any change must not render
+                    renderer.observe()
+                    idle_renders += renderer.renders - before
+                renderer.close()
+            rates.append(count / seconds if seconds else 0.0)
+            frames = count
+    finally:
+        os.sched_setaffinity(0, cpus)
+    return {
+        "observations_per_s": round(statistics.median(rates), 1),
+        "observation_size": render.size,
+        "observations_timed": frames,
+        "renderer_setup_s_median": round(statistics.median(setups), 3),
+        "renders_without_change": idle_renders,
     }
