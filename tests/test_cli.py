@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.sim.test_episode import response
@@ -90,3 +91,26 @@ def test_sim_bench_json(suite):
     r = octopus("sim", "bench", "--json", "--repeats", "1")
     report = json.loads(r.stdout)
     assert report["tasks"] == 60 and report["symbolic_steps_per_s"] > 0 and report["goal_checks_per_s"] > 0
+
+
+def test_sim_run_save_views(eval_task, tmp_path):
+    from PIL import Image
+
+    from octopus.sim.render import VIEWS
+    small = tmp_path / "params.yaml"
+    small.write_text("render:\n  size: 32\n")  # sim and tasks stay default: the session's cached suite
+    out = tmp_path / "views"
+    r = octopus("sim", "run", eval_task, "--agent", "oracle", "--save-views", str(out), "--params", str(small))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    steps = int(r.stdout.split("task succeeded after ")[1].split(" step")[0])
+    assert str(out) in r.stdout.replace("\n", "")
+    names = {f"step{n:02d}_{v}.png" for n in range(steps + 1) for v in (*VIEWS, "sheet")}
+    assert {p.name for p in out.iterdir()} == names
+    for n in range(steps + 1):
+        for v in VIEWS:
+            with Image.open(out / f"step{n:02d}_{v}.png") as im:
+                assert im.format == "PNG" and im.size == (32, 32) and im.mode == "RGB"
+        with Image.open(out / f"step{n:02d}_sheet.png") as im:
+            assert im.format == "PNG" and im.width > 5 * 32 and im.height > 2 * 32
+    first, last = (np.asarray(Image.open(out / f"step{n:02d}_BEV-II.png")) for n in (0, steps))
+    assert not np.array_equal(first, last), "the views follow the world as the episode changes it"

@@ -3,7 +3,7 @@
     octopus tasks list [--split S] [--category C] [--json]
     octopus tasks check                      prove the evaluation suite solvable, with counts
     octopus tasks export DIR                 write the suite snapshot (what data.dvc pins)
-    octopus sim run TASK --agent oracle|random
+    octopus sim run TASK --agent oracle|random [--save-views DIR]
     octopus sim step TASK --response-file FILE [--json]
     octopus sim bench [--json]
 
@@ -162,31 +162,67 @@ def tasks_export(out: Path = typer.Argument(Path("data/suite"), help="directory 
 def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks list`)"),
             agent: str = typer.Option("oracle", help="who writes the responses: oracle | random"),
             seed: int = typer.Option(0, help="agent seed"),
+            save_views: Optional[Path] = typer.Option(
+                None, "--save-views", help="write the 10 views and a contact sheet as PNGs into this directory "
+                "after reset and after every step (stepNN_<VIEW>.png, stepNN_sheet.png)"),
             params: Path = PARAMS) -> None:
     """Run one episode and print each step's environment message, response and feedback."""
     from octopus.agents import agent_names, make_agent
-    from octopus.sim.episode import Episode
+    from octopus.sim.backends import BackendUnavailableError, make_backend
+    from octopus.sim.render import RenderError
     p = _params(params)
     if agent not in agent_names():
         console.print(f"[red]error:[/] unknown agent {agent!r}; known: {', '.join(agent_names())}")
         raise typer.Exit(2)
     bot = make_agent(agent, seed=seed) if agent == "random" else make_agent(agent)
-    ep = Episode(_task(p, task), p.sim)
-    out = Console()
-    while not ep.success and ep.steps < p.sim.max_steps:
-        out.rule(f"step {ep.steps + 1}")
-        out.print("[bold]Environment message[/]")
-        typer.echo(ep.message().render())  # plain: the exact text the agent reads, never re-wrapped
-        text = bot.respond(ep)
-        out.print("[bold]Response[/]")
-        typer.echo(text)
-        result = ep.step(text)
-        out.print("[bold]Feedback[/]")
-        typer.echo(json.dumps(result.feedback()))
-    out.rule()
-    out.print(f"task {'succeeded' if ep.success else 'failed'} after {ep.steps} step(s); "
-              f"goal progress {ep.goal.progress():.2f}")
-    raise typer.Exit(0 if ep.success else 1)
+    _suite(p)  # builds (with progress) and caches the suite the backend loads
+    try:
+        backend = make_backend(None, p)
+        backend.reset(task)
+    except (ValueError, BackendUnavailableError, NotImplementedError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    try:
+        episode = getattr(backend, "episode", None)
+        if episode is None:  # agents plan on the embedded Episode today
+            console.print(f"[red]error:[/] the {agent} agent needs the embedded backend (sim.backend: embedded)")
+            raise typer.Exit(2)
+        out = Console()
+        try:
+            saved = _save_views(backend, save_views, 0) if save_views else 0
+            while not backend.success and backend.steps < backend.max_steps:
+                out.rule(f"step {backend.steps + 1}")
+                out.print("[bold]Environment message[/]")
+                typer.echo(backend.message().render())  # plain: the exact text the agent reads, never re-wrapped
+                text = bot.respond(episode)
+                out.print("[bold]Response[/]")
+                typer.echo(text)
+                result = backend.step(text)
+                out.print("[bold]Feedback[/]")
+                typer.echo(json.dumps(result.feedback()))
+                saved += _save_views(backend, save_views, backend.steps) if save_views else 0
+        except RenderError as err:
+            console.print(f"[red]error:[/] cannot render the views: {err}")
+            raise typer.Exit(2) from None
+        out.rule()
+        out.print(f"task {'succeeded' if backend.success else 'failed'} after {backend.steps} step(s); "
+                  f"goal progress {backend.progress:.2f}")
+        if save_views:
+            out.print(f"views: {saved} PNGs ({backend.steps + 1} observations x 10 views + contact sheet) "
+                      f"in {save_views}")
+    finally:
+        backend.close()
+    raise typer.Exit(0 if backend.success else 1)
+
+
+def _save_views(backend, out_dir: Path, step: int) -> int:
+    """Write the current 10 views and their contact sheet as stepNN_<VIEW>.png; returns how many files."""
+    from octopus.sim.render import VIEWS, contact_sheet, save_png
+    rgb = backend.observe().rgb
+    for name, image in zip(VIEWS, rgb):
+        save_png(image, out_dir / f"step{step:02d}_{name}.png")
+    save_png(contact_sheet(rgb), out_dir / f"step{step:02d}_sheet.png")
+    return len(VIEWS) + 1
 
 
 @sim_app.command("step")
@@ -216,14 +252,26 @@ def sim_step(task: str = typer.Argument(..., help="task id"),
 def sim_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
               repeats: int = typer.Option(5, help="timed passes over the suite (the median is reported)"),
               distractors: Optional[int] = typer.Option(None, help="override sim.distractors (more objects per scene)"),
+              render: bool = typer.Option(True, help="also time 10-view observations (needs OpenGL; see README)"),
               params: Path = PARAMS) -> None:
-    """Throughput on the evaluation suite: symbolic steps/s and goal checks/s on one core."""
+    """Throughput on the evaluation suite on one core: symbolic steps/s, goal checks/s, observations/s."""
     from dataclasses import replace
 
-    from octopus.sim.bench import run_bench
+    from octopus.sim.bench import run_bench, run_render_bench, target_visibility
+    from octopus.sim.render import RenderError
     p = _params(params)
     sim = p.sim if distractors is None else replace(p.sim, distractors=distractors)
-    report = run_bench(_suite(p).evaluation(), sim, repeats)
+    tasks = _suite(p).evaluation()
+    report = run_bench(tasks, sim, repeats)
+    if render:
+        try:
+            report.update(run_render_bench(tasks, sim, p.render, max(1, min(repeats, 3))))
+            vis = target_visibility(tasks, sim, p.render)
+            report.update(targets_visible=vis["targets_visible"], targets=vis["targets"],
+                          targets_missed=len(vis["targets_missed"]))
+        except RenderError as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(report, indent=1))
     else:

@@ -196,6 +196,14 @@ def test_every_evaluation_scene_builds_and_renders(suite, params):
             assert r.observe().rgb.std() > 1, task.id
 
 
+def test_task_objects_are_visible_from_where_the_oracle_acts(suite, params):
+    """Once the robot stands at the right furniture, what it acts on shows in its own views."""
+    from octopus.sim.bench import target_visibility
+    vis = target_visibility(suite.evaluation(), params.sim, replace(params.render, size=112))
+    assert vis["targets"] > 150
+    assert vis["targets_visible"] >= 0.88, vis["targets_missed"]
+
+
 def test_every_training_scene_compiles(suite, params):
     import mujoco
     for task in suite.tasks:

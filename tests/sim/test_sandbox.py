@@ -304,3 +304,16 @@ def test_worker_is_cleaned_up_at_interpreter_exit():
     pid = int(proc.stdout.split()[0])
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_works_from_a_script_read_on_stdin():
+    """`python - < script.py` has a main module without a file; the spawned worker must still start."""
+    script = ("from octopus.sim.sandbox import Sandbox\n"
+              "sb = Sandbox('tests.sim.sandbox_fixture_api:make_session')\n"
+              "res = sb.run('def act(robot, env, camera):\\n    MoveBot(robot, registry[\"fridge\"])\\n', {})\n"
+              "print('ok' if res.ok else res.error, res.value['log'])\n"
+              "sb.close()\n")
+    out = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok [('move', 'fridge_1')]"), out.stdout

@@ -83,9 +83,12 @@ def move_bot(w: World, f: int) -> None:
 
 
 def hand_point(w: World, k: int) -> tuple[float, float, float]:
-    """Where the k-th held object is carried: in front of the robot, one above the other."""
+    """Where the k-th held object is carried: beside the robot, right hand first, below its head camera
+    (so what it carries never blocks the view straight ahead)."""
     x, y, _ = w.pos[0]
-    return (x + 0.3 * math.cos(w.heading), y + 0.3 * math.sin(w.heading), 1.0 + 0.3 * k)
+    c, s = math.cos(w.heading), math.sin(w.heading)
+    lateral = 0.4 * (-1 if k % 2 == 0 else 1)
+    return (x + 0.2 * c - lateral * s, y + 0.2 * s + lateral * c, 0.8 + 0.35 * (k // 2))
 
 
 def _support_hint(w: World, i: int) -> str:

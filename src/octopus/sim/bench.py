@@ -7,6 +7,9 @@ goal_checks_per_s: BDDL goal evaluations on the states along those plans, each o
 observations_per_s: 10-view observations rendered right after a state change along those plans, at
 the configured resolution, with the process pinned to one core; renders_without_change counts GL
 passes spent on observations asked for again without a change (it must be 0).
+targets_visible: of the objects the oracle's actions touch, the share that the egocentric views
+show (at least `min_pixels` pixels of segmentation at 224 px, scaled with the size) right before the
+action, i.e. once the robot stands at the right furniture.
 """
 
 from __future__ import annotations
@@ -105,3 +108,29 @@ def run_render_bench(tasks: list[Task], sim: SimParams, render: RenderParams, re
         "renderer_setup_s_median": round(statistics.median(setups), 3),
         "renders_without_change": idle_renders,
     }
+
+
+def target_visibility(tasks: list[Task], sim: SimParams, render: RenderParams, min_pixels: int = 20) -> dict:
+    """How often the objects an oracle action names are visible in EGO-0..EGO-315 at that moment."""
+    from octopus.sim.render import SceneRenderer
+    need = max(1, round(min_pixels * (render.size / 224) ** 2))
+    seen = total = 0
+    missed: list[str] = []
+    for t in tasks:
+        world, goal = t.build(layout_params(sim))
+        result = plan(world, goal, max_steps=sim.max_steps, max_expansions=sim.planner_expansions)
+        if not result.solved:
+            continue
+        with SceneRenderer(world, render, seed=sim.seed) as renderer:
+            for step in result.steps:
+                for fn, args in step:
+                    if fn not in ("MoveBot", "registry", "donothing"):
+                        seg = renderer.observe(segmentation=True).segmentation[:8]
+                        for name in args:
+                            total += 1
+                            if (seg == world.idx(name)).sum(axis=(1, 2)).max() >= need:
+                                seen += 1
+                            else:
+                                missed.append(f"{t.id}: {fn} {name}")
+                    apply(world, fn, args)
+    return {"targets_visible": round(seen / total, 3) if total else 0.0, "targets": total, "targets_missed": missed}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import _string  # type: ignore[import-not-found]  # field-name splitter behind str.format
 import ast
 import builtins
+import contextlib
 import functools
 import gc
 import importlib
@@ -20,6 +21,7 @@ import os
 import pickle
 import signal
 import string
+import sys
 import threading
 import time
 import weakref
@@ -364,6 +366,23 @@ def _stop_worker(state: dict[str, Any]) -> None:
         proc.join(2.0)
 
 
+@contextlib.contextmanager
+def _main_without_phantom_file():
+    """Spawned workers re-run `__main__` from its file; a script read from stdin ('<stdin>') has none,
+    so hide that name while the worker starts (the worker never needs the caller's main module)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    phantom = path is not None and getattr(getattr(main, "__spec__", None), "name", None) is None \
+        and not os.path.exists(path)
+    if phantom:
+        del main.__file__
+    try:
+        yield
+    finally:
+        if phantom:
+            main.__file__ = path
+
+
 class Sandbox:
     """Persistent worker process running untrusted code; restarted transparently after a kill or crash.
 
@@ -393,7 +412,8 @@ class Sandbox:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_worker_main, args=(child, self.factory, self.limits),
                                  name="octopus-sandbox", daemon=not mp.current_process().daemon)
-        proc.start()
+        with _main_without_phantom_file():
+            proc.start()
         child.close()
         self._state.update(proc=proc, conn=parent)
         try:

@@ -11,7 +11,8 @@ update, never a recompile. Its geoms carry a *role* that decides when they are s
 
 Shapes follow what the object is: containers are shells open at the front (furniture) or the top
 (items), tables and seats are a top on legs (so what is under them shows), round and cylindrical
-things are ellipsoids and cylinders, everything else a box of its real size. Colours are fixed per
+things are ellipsoids and cylinders, everything else a box of its real size (small objects are drawn
+at least 5 cm wide, so that a die or a pencil stays visible at 224 px; relations use the real size). Colours are fixed per
 category (furniture muted, small objects saturated), so a category looks the same in every scene.
 """
 
@@ -25,6 +26,7 @@ from octopus.sim.world import World
 
 WALL_T = 0.1  # wall thickness (m)
 DOOR_W = 1.0  # doorway between neighbouring rooms (m)
+MIN_ITEM = 0.05  # smallest drawn width of a small object (m): a 2 cm die would be 3 px wide at 224 px
 GROUP_OBJECT, GROUP_STRUCTURE, GROUP_ROBOT, GROUP_HIDDEN = 0, 1, 2, 5
 TABLE_LIKE = ("table", "desk", "bench", "stool", "chair", "console")
 ROUND = ("apple", "orange", "tomato", "lemon", "lime", "peach", "plum", "ball", "melon", "grape", "egg",
@@ -130,11 +132,14 @@ def _table(b: _Builder, i: int, half, rgba) -> list[str]:
 
 
 def _item(b: _Builder, i: int, category: str, half, rgba) -> list[str]:
+    """A small object; tiny ones are drawn at least MIN_ITEM wide and standing on their real bottom."""
+    shown = (max(half[0], MIN_ITEM / 2), max(half[1], MIN_ITEM / 2), max(half[2], MIN_ITEM / 5))
+    lift = (0, 0, shown[2] - half[2])
     if any(k in category for k in ROUND):
-        return [b.geom(i, "body", "ellipsoid", half, (0, 0, 0), rgba)]
+        return [b.geom(i, "body", "ellipsoid", shown, lift, rgba)]
     if any(k in category for k in CYLINDER):
-        return [b.geom(i, "body", "cylinder", (min(half[0], half[1]), half[2]), (0, 0, 0), rgba)]
-    return [b.geom(i, "body", "box", half, (0, 0, 0), rgba)]
+        return [b.geom(i, "body", "cylinder", (min(shown[0], shown[1]), shown[2]), lift, rgba)]
+    return [b.geom(i, "body", "box", shown, lift, rgba)]
 
 
 def _robot(b: _Builder) -> list[str]:
