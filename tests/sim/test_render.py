@@ -212,6 +212,21 @@ def test_every_training_scene_compiles(suite, params):
         mujoco.MjModel.from_xml_string(spec.xml)
 
 
+def test_furniture_taller_than_the_walls_is_cut_to_their_height(world):
+    import mujoco
+    fridge = world.idx("electric_refrigerator_1")
+    assert world.objects[fridge].size[2] > 1.5
+    spec = build_scene(world, 24, 75.0, 1.0)
+    m = mujoco.MjModel.from_xml_string(spec.xml)
+    d = mujoco.MjData(m)
+    mujoco.mj_kinematics(m, d)
+    for g in spec.geoms:
+        if g.obj == fridge and g.role in ("body", "door"):
+            gid = m.geom(g.name).id
+            assert d.geom_xpos[gid][2] + m.geom_size[gid][2] <= 1.0 + 1e-6
+            assert d.geom_xpos[gid][2] - m.geom_size[gid][2] >= -1e-6  # still standing on the floor
+
+
 def test_contact_sheet_and_png(renderer, tmp_path):
     from PIL import Image
     sheet = contact_sheet(renderer.observe().rgb)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from octopus.config import RenderParams
-from octopus.sim.scene import GROUP_HIDDEN, GROUP_OBJECT, GROUP_ROBOT, GROUP_STRUCTURE, build_scene
+from octopus.sim.scene import GROUP_HIDDEN, GROUP_OBJECT, GROUP_ROBOT, build_scene
 from octopus.sim.world import World
 
 VIEWS: tuple[str, ...] = (*(f"EGO-{a}" for a in range(0, 360, 45)), "BEV-I", "BEV-II")

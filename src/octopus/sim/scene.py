@@ -12,8 +12,10 @@ update, never a recompile. Its geoms carry a *role* that decides when they are s
 Shapes follow what the object is: containers are shells open at the front (furniture) or the top
 (items), tables and seats are a top on legs (so what is under them shows), round and cylindrical
 things are ellipsoids and cylinders, everything else a box of its real size (small objects are drawn
-at least 5 cm wide, so that a die or a pencil stays visible at 224 px; relations use the real size). Colours are fixed per
-category (furniture muted, small objects saturated), so a category looks the same in every scene.
+at least 5 cm wide, so that a die or a pencil stays visible at 224 px; furniture taller than the
+walls is cut to their height, so the bird's-eye views see the room; relations use the real size).
+Colours are fixed per category (furniture muted, small objects saturated), so a category looks the
+same in every scene.
 """
 
 from __future__ import annotations
@@ -80,11 +82,12 @@ def _f(*xs: float) -> str:
 class _Builder:
     def __init__(self) -> None:
         self.geoms: list[GeomInfo] = []
-        self.lines: list[str] = []
+        self.dz = 0.0  # vertical offset of the current object's geoms (furniture cut to the walls' height)
 
     def geom(self, obj: int, role: str, kind: str, size, pos, rgba, group=GROUP_OBJECT, extra: str = "") -> str:
         name = f"g{len(self.geoms)}"
         self.geoms.append(GeomInfo(name, obj, role, tuple(rgba), group))
+        pos = (pos[0], pos[1], pos[2] + self.dz)
         return (f'<geom name="{name}" type="{kind}" size="{_f(*size)}" pos="{_f(*pos)}" rgba="{_f(*rgba)}" '
                 f'group="{group}" contype="0" conaffinity="0" {extra}/>')
 
@@ -190,7 +193,10 @@ def build_scene(world: World, size: int, fovy: float, wall_height: float) -> Sce
     for i, o in enumerate(world.objects):
         if o.kind in ("floor", "substance"):
             continue
-        half = o.half
+        half, b.dz = o.half, 0.0
+        if o.kind == "furniture" and 2 * half[2] > wall_height:  # a 9 m tree would hide the room from above
+            b.dz = wall_height / 2 - half[2]
+            half = (half[0], half[1], wall_height / 2)
         if o.kind == "agent":
             geoms = _robot(b)
         else:
@@ -217,6 +223,7 @@ def build_scene(world: World, size: int, fovy: float, wall_height: float) -> Sce
         p = world.pos[i]
         body_xml.append(f'<body name="{name}" mocap="true" pos="{_f(*p)}">{"".join(geoms)}</body>')
 
+    b.dz = 0.0
     floors = []
     for room, (x0, y0, x1, y1) in world.rooms.items():
         floors.append(b.geom(floor_of.get(room, -1), "floor", "box", ((x1 - x0) / 2, (y1 - y0) / 2, 0.005),
