@@ -317,3 +317,19 @@ def test_works_from_a_script_read_on_stdin():
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok [('move', 'fridge_1')]"), out.stdout
+
+
+def test_works_from_an_unguarded_script(tmp_path):
+    """A script that starts a sandbox at top level (no `if __name__ == "__main__":`) must not be re-run
+    by the spawned worker."""
+    script = tmp_path / "quick.py"
+    script.write_text("from octopus.sim.sandbox import Sandbox\n"
+                      "print('top level ran')\n"
+                      "sb = Sandbox('tests.sim.sandbox_fixture_api:make_session')\n"
+                      "print('ok', sb.run('def act(robot, env, camera):\\n    pass\\n', {}).ok)\n"
+                      "sb.close()\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=root,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["top level ran", "ok True"], out.stdout + out.stderr

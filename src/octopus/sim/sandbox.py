@@ -367,20 +367,23 @@ def _stop_worker(state: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _main_without_phantom_file():
-    """Spawned workers re-run `__main__` from its file; a script read from stdin ('<stdin>') has none,
-    so hide that name while the worker starts (the worker never needs the caller's main module)."""
+def _without_main_module(factory: str):
+    """Start the worker without the caller's `__main__`: spawn would re-run it in the worker, which runs
+    a script's unguarded top level again (a script that makes an env at import would recurse) and fails
+    for a script read from stdin. The worker needs only this module and the factory's module."""
     main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    phantom = path is not None and getattr(getattr(main, "__spec__", None), "name", None) is None \
-        and not os.path.exists(path)
-    if phantom:
-        del main.__file__
+    if main is None or factory.partition(":")[0] == "__main__":
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
     try:
         yield
     finally:
-        if phantom:
-            main.__file__ = path
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
 
 
 class Sandbox:
@@ -412,7 +415,7 @@ class Sandbox:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_worker_main, args=(child, self.factory, self.limits),
                                  name="octopus-sandbox", daemon=not mp.current_process().daemon)
-        with _main_without_phantom_file():
+        with _without_main_module(self.factory):
             proc.start()
         child.close()
         self._state.update(proc=proc, conn=parent)
