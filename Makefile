@@ -26,7 +26,7 @@ install: sysdeps $(VENV)/.installed  ## create the project virtualenv with every
 run: install  ## the main job on the embedded defaults: the pipeline through DVC, then a demo episode
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 	$(BIN)/octopus tasks check
-	$(BIN)/octopus sim run $$($(BIN)/octopus tasks list --split eval_seen --json | head -1 | $(PY) -c "import json,sys; print(json.loads(sys.stdin.readline())['id'])") --agent oracle
+	$(BIN)/octopus sim run $$($(BIN)/octopus tasks list --split eval_seen --json | head -1 | $(PY) -c "import json,sys; print(json.loads(sys.stdin.readline())['id'])") --agent oracle --save-views demo-views
 
 test: install  ## the test suite
 	$(BIN)/pytest
