@@ -257,16 +257,16 @@ def sim_bench(as_json: bool = typer.Option(False, "--json", help="print the numb
     """Throughput on the evaluation suite on one core: symbolic steps/s, goal checks/s, observations/s."""
     from dataclasses import replace
 
-    from octopus.sim.bench import run_bench, run_render_bench, target_visibility
+    from octopus.sim.bench import prepare, run_bench, run_render_bench, target_visibility
     from octopus.sim.render import RenderError
     p = _params(params)
     sim = p.sim if distractors is None else replace(p.sim, distractors=distractors)
-    tasks = _suite(p).evaluation()
-    report = run_bench(tasks, sim, repeats)
+    replays = prepare(_suite(p).evaluation(), sim)
+    report = run_bench(replays, repeats)
     if render:
         try:
-            report.update(run_render_bench(tasks, sim, p.render, max(1, min(repeats, 3))))
-            vis = target_visibility(tasks, sim, p.render)
+            report.update(run_render_bench(replays, p.render, sim.seed, max(1, min(repeats, 3))))
+            vis = target_visibility(replays, p.render, sim.seed)
             report.update(targets_visible=vis["targets_visible"], targets=vis["targets"],
                           targets_missed=len(vis["targets_missed"]))
         except RenderError as err:

@@ -198,8 +198,8 @@ def test_every_evaluation_scene_builds_and_renders(suite, params):
 
 def test_task_objects_are_visible_from_where_the_oracle_acts(suite, params):
     """Once the robot stands at the right furniture, what it acts on shows in its own views."""
-    from octopus.sim.bench import target_visibility
-    vis = target_visibility(suite.evaluation(), params.sim, replace(params.render, size=112))
+    from octopus.sim.bench import prepare, target_visibility
+    vis = target_visibility(prepare(suite.evaluation(), params.sim), replace(params.render, size=112))
     assert vis["targets"] > 150
     assert vis["targets_visible"] >= 0.88, vis["targets_missed"]
 

@@ -17,34 +17,58 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from dataclasses import dataclass
 
 from octopus.config import RenderParams, SimParams
 from octopus.sim.actions import apply
+from octopus.sim.goals import Goal
 from octopus.sim.planner import plan
 from octopus.sim.suite import layout_params
 from octopus.sim.tasks import Task
+from octopus.sim.world import Snapshot, World
 
 
-def run_bench(tasks: list[Task], sim: SimParams, repeats: int = 5) -> dict:
-    episodes = []
+@dataclass
+class Replay:
+    """One task's world at its initial state and the oracle's plan for it (planned once, replayed often)."""
+
+    task: Task
+    world: World
+    goal: Goal
+    start: Snapshot
+    steps: list[list[tuple[str, tuple[str, ...]]]]
+
+    def reset(self) -> World:
+        self.world.restore(self.start)
+        return self.world
+
+
+def prepare(tasks: list[Task], sim: SimParams) -> list[Replay]:
+    """Build and plan every task; tasks the planner cannot solve within the budget are left out."""
+    out = []
     for t in tasks:
         world, goal = t.build(layout_params(sim))
         result = plan(world, goal, max_steps=sim.max_steps, max_expansions=sim.planner_expansions)
         if result.solved:
-            episodes.append((world, goal, world.snapshot(), [c for step in result.steps for c in step]))
+            out.append(Replay(t, world, goal, world.snapshot(), result.steps))
+    return out
+
+
+def run_bench(replays: list[Replay], repeats: int = 5) -> dict:
     step_rates, check_rates = [], []
     for _ in range(repeats):
         steps = checks = 0
         t_steps = t_checks = 0.0
-        for world, goal, start, calls in episodes:
-            world.restore(start)
+        for r in replays:
+            calls = [c for step in r.steps for c in step]
+            world, goal = r.reset(), r.goal
             t0 = time.perf_counter()
             for fn, args in calls:
                 apply(world, fn, args)
                 goal.satisfied()
             t_steps += time.perf_counter() - t0
             steps += len(calls)
-            world.restore(start)
+            r.reset()
             for fn, args in calls:
                 t0 = time.perf_counter()
                 for _ in range(20):
@@ -55,9 +79,9 @@ def run_bench(tasks: list[Task], sim: SimParams, repeats: int = 5) -> dict:
                 apply(world, fn, args)
         step_rates.append(steps / t_steps)
         check_rates.append(checks / t_checks)
-    sizes = sorted(len(w) for w, *_ in episodes)
+    sizes = sorted(len(r.world) for r in replays)
     return {
-        "tasks": len(episodes),
+        "tasks": len(replays),
         "objects_median": sizes[len(sizes) // 2] if sizes else 0,
         "objects_max": sizes[-1] if sizes else 0,
         "symbolic_steps_per_s": round(statistics.median(step_rates)),
@@ -66,7 +90,7 @@ def run_bench(tasks: list[Task], sim: SimParams, repeats: int = 5) -> dict:
     }
 
 
-def run_render_bench(tasks: list[Task], sim: SimParams, render: RenderParams, repeats: int = 3) -> dict:
+def run_render_bench(replays: list[Replay], render: RenderParams, seed: int = 0, repeats: int = 3) -> dict:
     """Observations per second after a state change, on one core (see the module docstring)."""
     from octopus.sim.render import SceneRenderer
     cpus = os.sched_getaffinity(0)
@@ -76,16 +100,13 @@ def run_render_bench(tasks: list[Task], sim: SimParams, render: RenderParams, re
         for _ in range(repeats):
             seconds = 0.0
             count = 0
-            for t in tasks:
-                world, goal = t.build(layout_params(sim))
-                result = plan(world, goal, max_steps=sim.max_steps, max_expansions=sim.planner_expansions)
-                if not result.solved:
-                    continue
+            for r in replays:
+                world = r.reset()
                 t0 = time.perf_counter()
-                renderer = SceneRenderer(world, render, seed=sim.seed)
+                renderer = SceneRenderer(world, render, seed=seed)
                 renderer.observe()
                 setups.append(time.perf_counter() - t0)
-                for step in result.steps:
+                for step in r.steps:
                     for fn, args in step:
                         apply(world, fn, args)
                     t0 = time.perf_counter()
@@ -110,19 +131,16 @@ def run_render_bench(tasks: list[Task], sim: SimParams, render: RenderParams, re
     }
 
 
-def target_visibility(tasks: list[Task], sim: SimParams, render: RenderParams, min_pixels: int = 20) -> dict:
+def target_visibility(replays: list[Replay], render: RenderParams, seed: int = 0, min_pixels: int = 20) -> dict:
     """How often the objects an oracle action names are visible in EGO-0..EGO-315 at that moment."""
     from octopus.sim.render import SceneRenderer
     need = max(1, round(min_pixels * (render.size / 224) ** 2))
     seen = total = 0
     missed: list[str] = []
-    for t in tasks:
-        world, goal = t.build(layout_params(sim))
-        result = plan(world, goal, max_steps=sim.max_steps, max_expansions=sim.planner_expansions)
-        if not result.solved:
-            continue
-        with SceneRenderer(world, render, seed=sim.seed) as renderer:
-            for step in result.steps:
+    for r in replays:
+        world = r.reset()
+        with SceneRenderer(world, render, seed=seed) as renderer:
+            for step in r.steps:
                 for fn, args in step:
                     if fn not in ("MoveBot", "registry", "donothing"):
                         seg = renderer.observe(segmentation=True).segmentation[:8]
@@ -131,6 +149,6 @@ def target_visibility(tasks: list[Task], sim: SimParams, render: RenderParams, m
                             if (seg == world.idx(name)).sum(axis=(1, 2)).max() >= need:
                                 seen += 1
                             else:
-                                missed.append(f"{t.id}: {fn} {name}")
+                                missed.append(f"{r.task.id}: {fn} {name}")
                     apply(world, fn, args)
     return {"targets_visible": round(seen / total, 3) if total else 0.0, "targets": total, "targets_missed": missed}
