@@ -219,6 +219,8 @@ class World:
 
 
 # ---------------------------------------------------------------------- relation predicates
+ROBOT_NEXTTO_M = 0.3  # the robot is next to what it stands at (actions.STANDOFF = 0.25 m) whatever its size
+
 def _near(w: World, a: int, b: int) -> bool:
     """Cheap rejection: boxes further apart than any relation's reach."""
     (alo, ahi), (blo, bhi) = w.box(a), w.box(b)
@@ -266,7 +268,10 @@ def _nextto(w: World, a: int, b: int) -> bool:
     gx = max(alo[0] - bhi[0], blo[0] - ahi[0], 0.0)
     gy = max(alo[1] - bhi[1], blo[1] - ahi[1], 0.0)
     ext = max(oa.size[0], oa.size[1]) + max(ob.size[0], ob.size[1])
-    return math.hypot(gx, gy) <= min(0.6, max(0.1, 0.25 * ext))
+    limit = min(0.6, max(0.1, 0.25 * ext))
+    if oa.kind == "agent" or ob.kind == "agent":  # MoveBot stands 0.25 m off, even from a small chair
+        limit = max(limit, ROBOT_NEXTTO_M)
+    return math.hypot(gx, gy) <= limit
 
 
 _RELATIONS = {"ontop": _ontop, "inside": _inside, "under": _under, "touching": _touching, "nextto": _nextto}
