@@ -8,10 +8,11 @@ params.yaml must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -70,16 +71,97 @@ class RenderParams:
     wall_height_m: float = _f(2.2, "height of room walls (m)", lo=0.5, hi=5)
 
 
+MISTAKES = ("wrong_object", "missing_precondition", "out_of_reach", "small_object_movebot")
+
+
+@dataclass(frozen=True)
+class OracleTeacherParams:
+    """The privileged planner as teacher, with trial-and-error exploration."""
+
+    explore: float = _f(0.3, "probability that a proposal is a plausible wrong step instead of the plan's next one",
+                        lo=0.0, hi=1.0)
+    mistakes: list = _f(list(MISTAKES), "kinds of wrong steps exploration may propose")
+    max_expansions: int = _f(20_000, "planner search nodes per proposal", lo=10)
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.mistakes if m not in MISTAKES]
+        if unknown:
+            raise ConfigError(f"collect.oracle.mistakes: unknown kind {unknown[0]!r} (known: {', '.join(MISTAKES)})")
+
+
+@dataclass(frozen=True)
+class LLMTeacherParams:
+    """Any OpenAI-compatible chat endpoint as teacher (GPT-4-class, vLLM, a local server)."""
+
+    base_url: str = _f("http://localhost:8000/v1", "endpoint root; POST {base_url}/chat/completions")
+    model: str = _f("gpt-4", "model name sent with every request")
+    api_key_env: str = _f("OPENAI_API_KEY", "environment variable holding the API key (unset: no auth header)")
+    temperature: float = _f(0.7, "sampling temperature", lo=0.0, hi=2.0)
+    max_tokens: int = _f(1024, "completion tokens per response", lo=16)
+    timeout_s: float = _f(120.0, "seconds to wait for one request", lo=0.1)
+    retries: int = _f(4, "retries after a failed request (timeouts, connection errors, 429, 5xx)", lo=0, hi=20)
+    backoff_s: float = _f(2.0, "first retry delay; doubles each retry (with jitter)", lo=0.0)
+    cache_dir: str = _f("data/llm-cache", "response cache keyed by request: a rerun reproduces the data at no cost")
+    price_prompt_per_1k: float = _f(0.03, "USD per 1,000 prompt tokens (cost accounting)", lo=0.0)
+    price_completion_per_1k: float = _f(0.06, "USD per 1,000 completion tokens (cost accounting)", lo=0.0)
+
+
+#: scale presets of the collect stage: (max_tasks, episodes_per_task); 0 tasks = the whole train split
+COLLECT_PRESETS = {"laptop": (120, 1), "paper": (0, 2)}
+
+
+@dataclass(frozen=True)
+class CollectParams:
+    """The collect stage: a teacher explores trial-and-error trees on the train split."""
+
+    teacher: str = _f("oracle", "who writes the responses: oracle | llm | package.module:factory (your own)")
+    preset: str = _f("laptop", "scale: laptop (quick) or paper (the paper's OctoGibson set size)",
+                     choices=tuple(COLLECT_PRESETS))
+    max_tasks: Optional[int] = _f(None, "train tasks to collect (0: all; null: the preset's)", lo=0)
+    episodes_per_task: Optional[int] = _f(None, "trees per task, each with its own seed (null: the preset's)", lo=1)
+    samples_per_node: int = _f(1, "proposals tried from each state (siblings)", lo=1, hi=16)
+    seed: int = _f(0, "teacher seed (exploration, sampling)", lo=0)
+    workers: int = _f(2, "parallel episode workers", lo=1, hi=512)
+    runner: str = _f("process", "Prefect task runner for the fan-out", choices=("process", "thread", "dask", "ray"))
+    runner_address: str = _f("", "dask scheduler or ray cluster address (empty: start a local one)")
+    task_retries: int = _f(2, "Prefect retries of a task-episode that raised (simulator or teacher failure)", lo=0)
+    max_failed_episodes: int = _f(0, "episodes that may still fail after retries before the stage fails", lo=0)
+    shard_rows: int = _f(256, "rows per Parquet shard", lo=1)
+    oracle: OracleTeacherParams = field(default_factory=OracleTeacherParams)
+    llm: LLMTeacherParams = field(default_factory=LLMTeacherParams)
+
+    def scale(self) -> tuple[int, int]:
+        """(max_tasks, episodes_per_task) after applying the preset (0 tasks = all)."""
+        tasks, episodes = COLLECT_PRESETS[self.preset]
+        return (tasks if self.max_tasks is None else self.max_tasks,
+                episodes if self.episodes_per_task is None else self.episodes_per_task)
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    """The validate stage: great_expectations checks over the collected dataset."""
+
+    min_rows: int = _f(1, "fewest rows a dataset may have", lo=0)
+    image_sample: int = _f(0, "rows whose 10 images are decoded and measured (0: every row)", lo=0)
+
+
 @dataclass(frozen=True)
 class Params:
     sim: SimParams = field(default_factory=SimParams)
     tasks: TasksParams = field(default_factory=TasksParams)
     render: RenderParams = field(default_factory=RenderParams)
+    collect: CollectParams = field(default_factory=CollectParams)
+    validate: ValidateParams = field(default_factory=ValidateParams)
 
 
-def _check(section: str, f: dataclasses.Field, value: Any) -> Any:
+def _check(section: str, f: dataclasses.Field, typ: Any, value: Any) -> Any:
     name, meta = f"{section}.{f.name}", f.metadata
-    typ = f.type if not isinstance(f.type, str) else eval(f.type, {"list": list})  # noqa: S307 - our own annotations
+    if dataclasses.is_dataclass(typ):
+        return _section(typ, name, value)
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):  # Optional[X]: null allowed
+        if value is None:
+            return None
+        typ = next(t for t in typing.get_args(typ) if t is not type(None))
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(value, bool) and typ is not bool or not isinstance(value, typ):
@@ -102,7 +184,8 @@ def _section(cls: type, name: str, raw: Any) -> Any:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(f"{name}.{unknown[0]}: unknown field (known: {', '.join(fields)})")
-    return cls(**{k: _check(name, fields[k], v) for k, v in raw.items()})
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _check(name, fields[k], hints[k], v) for k, v in raw.items()})
 
 
 def parse_params(raw: Any) -> Params:

@@ -69,3 +69,29 @@ def write_response(world: World, plan: list[list[Call]], explain: str) -> Respon
     subtasks = tuple(describe(s) for s in plan)
     return Response(explain=explain, subtasks=subtasks, code=code_for(step, 1),
                     inventory=inventory, target_states=states)
+
+
+def intended_effects(world: World, step: list[Call]) -> tuple[tuple[str, ...], tuple[TargetState, ...]]:
+    """Inventory and target states the step means to reach, from the calls alone (nothing is executed):
+    what a confident writer states for a step that may well fail (exploration's wrong steps)."""
+    held = [world.name(i) for i in world.held]
+    states: list[TargetState] = []
+    for fn, args in step:
+        if fn == "MoveBot":
+            states.append(TargetState("robot", "nextto", args[0], True))
+        elif fn == "EasyGrasp" and args[0] not in held:
+            held.append(args[0])
+        elif fn in PAIR_FUNCTIONS:
+            held = [h for h in held if h != args[0]]
+            states.append(TargetState(args[0], PAIR_FUNCTIONS[fn], args[1], True))
+        elif fn in STATE_ACTIONS:
+            _, state, value, _ = STATE_ACTIONS[fn]
+            states.append(TargetState(args[0], _FORMAT1[state], None, value))
+    return tuple(held), tuple(dict.fromkeys(states))
+
+
+def write_intended(world: World, plan: list[list[Call]], explain: str) -> Response:
+    """Like `write_response`, but with the targets the first step intends rather than those it reaches."""
+    inventory, states = intended_effects(world, plan[0])
+    return Response(explain=explain, subtasks=tuple(describe(s) for s in plan), code=code_for(plan[0], 1),
+                    inventory=inventory, target_states=states)
