@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: sysdeps $(VENV)/.installed  ## create the project virtualenv with every pinned dependency
 
-run: install  ## the main job on the embedded defaults: the pipeline through DVC, then a demo episode
+run: install  ## the main job on the embedded defaults: the pipeline through DVC (tasks, collect, validate), then a demo episode
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 	$(BIN)/octopus tasks check
 	$(BIN)/octopus sim run $$($(BIN)/octopus tasks list --split eval_seen --json | head -1 | $(PY) -c "import json,sys; print(json.loads(sys.stdin.readline())['id'])") --agent oracle --save-views demo-views
@@ -31,9 +31,10 @@ run: install  ## the main job on the embedded defaults: the pipeline through DVC
 test: install  ## the test suite
 	$(BIN)/pytest
 
-bench: install  ## simulator throughput (symbolic steps/s, goal checks/s, 10-view observations/s)
+bench: install  ## simulator throughput, collection steps/min with 1 and 2 workers, no-op dvc repro time
 	$(BIN)/octopus sim bench --json
 	$(BIN)/octopus sim bench --json --distractors 12 --no-render
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/octopus data bench --json
 
 clean-cache:  ## drop the cached task suite (rebuilt on next use)
 	rm -rf $${OCTOPUS_CACHE:-$$HOME/.cache/octopus}

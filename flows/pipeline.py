@@ -1,6 +1,7 @@
 """Prefect flow that runs the DVC pipeline stage by stage (DVC skips stages whose inputs did not change).
 
     python flows/pipeline.py            # run once, locally (Prefect starts a temporary server if none is set)
+    python flows/pipeline.py --serve    # serve it, so runs and schedules can be started from the Prefect UI
     prefect deploy / serve              # schedule it from the Prefect UI (see infra/)
 
 The flow holds no ML logic: each task is `dvc repro <stage>`; stages call the `octopus` CLI.
@@ -16,10 +17,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("tasks",)  # later: collect, validate, sft, reward, rlef, evaluate
+STAGES = ("tasks", "collect", "validate")  # later: sft, reward, rlef, evaluate
 
 
-@task(retries=2, retry_delay_seconds=10)
+@task(retries=2, retry_delay_seconds=10, task_run_name="dvc-repro-{stage}")
 def repro(stage: str) -> str:
     """Reproduce one DVC stage; raises (and is retried) when the stage fails."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -40,4 +41,7 @@ def pipeline(stages: tuple[str, ...] = STAGES) -> None:
 
 
 if __name__ == "__main__":
-    pipeline()
+    if "--serve" in sys.argv:
+        pipeline.serve(name="octopus-pipeline")
+    else:
+        pipeline()

@@ -30,3 +30,18 @@ def params() -> Params:
 def suite(cache_dir, params):
     from octopus.sim.suite import load_suite
     return load_suite(params.sim, params.tasks)
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One Prefect test server for the whole run; subprocesses (the CLI, dvc stages) reach it through PREFECT_API_URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=120):
+        old = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+        yield PREFECT_API_URL.value()
+        if old is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = old

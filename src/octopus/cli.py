@@ -6,6 +6,9 @@
     octopus sim run TASK --agent oracle|random [--save-views DIR]
     octopus sim step TASK --response-file FILE [--json]
     octopus sim bench [--json]
+    octopus collect                          the collect stage (Prefect fan-out; dvc.yaml calls it)
+    octopus validate                         the validate stage (great_expectations, Data Docs)
+    octopus data bench [--json]              collection throughput with 1 and 2 workers, no-op dvc repro
 
 Only this module reads argv, params files and the environment; everything else takes typed params.
 """
@@ -30,8 +33,10 @@ app = typer.Typer(help="Octopus: an embodied vision-language programmer trained 
 tasks_app = typer.Typer(help="The task suite: list, check solvability, export.", no_args_is_help=True)
 sim_app = typer.Typer(help="The embedded OctoGibson simulator: run episodes, execute responses, benchmark.",
                       no_args_is_help=True)
+data_app = typer.Typer(help="The collected dataset: benchmark collection.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(sim_app, name="sim")
+app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file (defaults apply when it is missing)")
 
@@ -160,21 +165,22 @@ def tasks_export(out: Path = typer.Argument(Path("data/suite"), help="directory 
 # ---------------------------------------------------------------------- sim
 @sim_app.command("run")
 def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks list`)"),
-            agent: str = typer.Option("oracle", help="who writes the responses: oracle | random"),
+            agent: str = typer.Option("oracle", help="who writes the responses: oracle | random | llm (collect.llm endpoint)"),
             seed: int = typer.Option(0, help="agent seed"),
             save_views: Optional[Path] = typer.Option(
                 None, "--save-views", help="write the 10 views and a contact sheet as PNGs into this directory "
                 "after reset and after every step (stepNN_<VIEW>.png, stepNN_sheet.png)"),
             params: Path = PARAMS) -> None:
     """Run one episode and print each step's environment message, response and feedback."""
-    from octopus.agents import agent_names, make_agent
+    from octopus.agents import TeacherError, agent_names, make_agent
     from octopus.sim.backends import BackendUnavailableError, make_backend
     from octopus.sim.render import RenderError
     p = _params(params)
     if agent not in agent_names():
         console.print(f"[red]error:[/] unknown agent {agent!r}; known: {', '.join(agent_names())}")
         raise typer.Exit(2)
-    bot = make_agent(agent, seed=seed) if agent == "random" else make_agent(agent)
+    kwargs = {"random": {"seed": seed}, "llm": {"params": p.collect.llm, "sim": p.sim, "seed": seed}}
+    bot = make_agent(agent, **kwargs.get(agent, {}))
     _suite(p)  # builds (with progress) and caches the suite the backend loads
     try:
         backend = make_backend(None, p)
@@ -203,6 +209,9 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
                 saved += _save_views(backend, save_views, backend.steps) if save_views else 0
         except RenderError as err:
             console.print(f"[red]error:[/] cannot render the views: {err}")
+            raise typer.Exit(2) from None
+        except TeacherError as err:
+            console.print(f"[red]error:[/] the {agent} agent cannot answer: {err}")
             raise typer.Exit(2) from None
         out.rule()
         out.print(f"task {'succeeded' if backend.success else 'failed'} after {backend.steps} step(s); "
@@ -272,6 +281,59 @@ def sim_bench(as_json: bool = typer.Option(False, "--json", help="print the numb
         except RenderError as err:
             console.print(f"[red]error:[/] {err}")
             raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        for k, v in report.items():
+            print(f"{k}: {v}")
+
+
+# ---------------------------------------------------------------------- stages
+@app.command("collect")
+def collect_cmd(progress: bool = typer.Option(True, help="show a progress bar"), params: Path = PARAMS) -> None:
+    """The collect stage: a teacher explores trial-and-error trees on the train tasks (data/dataset, reports/collect.json).
+
+    Runs the Prefect flow `collect` (a task run per task-episode over `collect.workers` workers).
+    Interrupted runs resume: finished episodes are kept and never collected twice."""
+    from octopus.data.collect import CollectError
+    from octopus.sim.render import RenderError
+    p = _params(params)
+    from octopus.data.flow import collect, ensure_prefect_api
+    try:
+        ensure_prefect_api()  # one temporary server for this run and its workers when none is configured
+        m = collect(str(params), show_progress=progress)
+    except (CollectError, RenderError, OSError) as err:
+        console.print(f"[red]collect failed:[/] {err}")
+        raise typer.Exit(1) from None
+    console.print(f"collected {m['rows']} rows ({m['images']} images) from {m['episodes']} episodes of "
+                  f"{m['tasks']} tasks with the {p.collect.teacher} teacher: {m['positive']} positive, "
+                  f"{m['negative']} negative; {100 * m['episode_success_rate']:.0f}% of episodes solved; "
+                  f"{m['steps_per_min']:.0f} steps/min on {m['workers']} {m['runner']} worker(s)")
+
+
+@app.command("validate")
+def validate_cmd(params: Path = PARAMS) -> None:
+    """The validate stage: great_expectations checks over data/dataset; Data Docs in data/data-docs (exit 1 on failure)."""
+    from octopus import paths
+    from octopus.validation import run_validate
+    p = _params(params)
+    raise typer.Exit(run_validate(p, paths.DATASET, paths.SUITE_TASKS, paths.DATA_DOCS, paths.report("validate")))
+
+
+@data_app.command("bench")
+def data_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+               episodes: int = typer.Option(24, help="task-episodes per timed run"),
+               repeats: int = typer.Option(3, help="timed runs per worker count (the median is reported)"),
+               workers: str = typer.Option("1,2", help="worker counts to time, comma-separated"),
+               dvc_noop: bool = typer.Option(True, help="also time a no-op `dvc repro` (needs the pipeline run once)"),
+               params: Path = PARAMS) -> None:
+    """Collection throughput (steps/min) with the oracle teacher, rendering on, per worker count; no-op dvc repro time."""
+    from octopus.data.bench import run_collect_bench, time_noop_repro
+    p = _params(params)
+    counts = [int(w) for w in workers.split(",") if w.strip()]
+    report = run_collect_bench(p, counts, episodes, repeats)
+    if dvc_noop:
+        report["dvc_repro_noop_s"] = time_noop_repro(repeats)
     if as_json:
         print(json.dumps(report, indent=1))
     else:

@@ -1,0 +1,1 @@
+"""The dataset: schema and shards (`schema`), trial-and-error trees (`tree`), the collect stage (`collect`)."""

@@ -1,0 +1,83 @@
+"""Benchmarks of the collect stage (`octopus data bench`; numbers, not tests).
+
+steps_per_min[w]: tree nodes (steps, rendering and PNG encoding included) per minute with the oracle
+    teacher over the Prefect fan-out with `w` worker processes, wall clock from submission (pool
+    start-up included) to the last episode; the median of `repeats` runs over the same episodes.
+scaling: steps_per_min[2] / steps_per_min[1].
+paper_scale_estimate_min: the paper preset's episodes x the measured nodes per episode, at the
+    fastest measured rate.
+dvc_repro_noop_s: `dvc repro` when nothing changed (median).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from prefect import flow
+
+from octopus import paths
+from octopus.config import Params
+from octopus.data.collect import plan_jobs, read_suite
+
+
+@flow(name="collect-bench")
+def _timed_fan_out(jobs: list, params: Params, parts: str) -> float:
+    from octopus.data.flow import _fan_out
+    t0 = time.perf_counter()
+    failures = _fan_out(jobs, params, Path(parts), lambda job, summary: None)
+    if failures:
+        raise RuntimeError(f"benchmark episodes failed: {failures[:3]}")
+    return time.perf_counter() - t0
+
+
+def run_collect_bench(params: Params, workers: list[int], episodes: int, repeats: int) -> dict:
+    from octopus.data.collect import done
+    c = replace(params.collect, teacher="oracle", runner="process", task_retries=0, max_tasks=0, episodes_per_task=1)
+    base = replace(params, collect=c)
+    jobs = plan_jobs(read_suite(paths.SUITE_TASKS), base)[:episodes]
+    report: dict = {"episodes": len(jobs), "render_size": params.render.size, "explore": c.oracle.explore}
+    nodes = 0
+    for w in workers:
+        rates = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="octopus-bench-") as tmp:
+                seconds = _timed_fan_out(jobs, replace(base, collect=replace(c, workers=w)), tmp)
+                nodes = sum(done(Path(tmp), j)["nodes"] for j in jobs)
+            rates.append(60 * nodes / seconds)
+        report[f"steps_per_min_{w}w"] = round(statistics.median(rates), 1)
+        report[f"steps_per_min_{w}w_runs"] = [round(r, 1) for r in rates]
+    report["nodes"] = nodes
+    if 1 in workers and 2 in workers:
+        report["scaling_2w_over_1w"] = round(report["steps_per_min_2w"] / report["steps_per_min_1w"], 3)
+    paper = replace(base, collect=replace(c, preset="paper", max_tasks=None, episodes_per_task=None))
+    paper_jobs = len(plan_jobs(read_suite(paths.SUITE_TASKS), paper))
+    best = max(report[f"steps_per_min_{w}w"] for w in workers)
+    report["paper_scale_episodes"] = paper_jobs
+    report["paper_scale_nodes_estimate"] = round(paper_jobs * nodes / max(len(jobs), 1))
+    report["paper_scale_estimate_min"] = round(report["paper_scale_nodes_estimate"] / best, 1)
+    return report
+
+
+def time_noop_repro(repeats: int) -> dict:
+    """Median wall time of `dvc repro` when nothing changed (the first call brings everything up to date)."""
+    cmd = [sys.executable, "-m", "dvc", "repro"]
+    env_path = f"{Path(sys.executable).parent}"
+    import os
+    env = {**os.environ, "PATH": f"{env_path}{os.pathsep}{os.environ.get('PATH', '')}"}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if first.returncode != 0:
+        return {"error": first.stderr[-500:]}
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        times.append(time.perf_counter() - t0)
+        if "changed" in proc.stdout.lower() and "up to date" not in proc.stdout.lower():
+            return {"error": "dvc repro was not a no-op: " + proc.stdout[-500:]}
+    return {"median_s": round(statistics.median(times), 2), "runs_s": [round(t, 2) for t in times]}

@@ -1,0 +1,23 @@
+"""Where the pipeline's files live, relative to the project root (the working directory of `dvc repro`).
+
+One module for every path, so stages, flows and tests agree (CONVENTIONS: no hard-coded paths elsewhere).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+SUITE = DATA / "suite"                      # tasks stage: the task suite snapshot (tasks.json, problems/)
+SUITE_TASKS = SUITE / "tasks.json"
+DATASET = DATA / "dataset"                  # collect stage: Parquet shards + manifest.json
+COLLECT_PARTS = DATA / "collect-parts"      # collect stage: finished episodes, kept across interrupted runs
+DATA_DOCS = DATA / "data-docs"              # validate stage: great_expectations Data Docs (HTML)
+MODELS = Path("models")
+REPORTS = Path("reports")
+MANIFEST = "manifest.json"
+
+
+def report(stage: str) -> Path:
+    """The DVC metrics file of a stage: reports/<stage>.json."""
+    return REPORTS / f"{stage}.json"

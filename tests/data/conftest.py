@@ -1,0 +1,41 @@
+"""Fixtures for the collect stage: a tiny project directory (suite snapshot + params) to run it in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def suite_snapshot(suite, tmp_path_factory) -> Path:
+    """data/suite/tasks.json for the session's suite (what the tasks stage writes)."""
+    from octopus.sim.suite import write_suite
+    path = tmp_path_factory.mktemp("suite") / "tasks.json"
+    write_suite(suite, path)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, suite_snapshot, monkeypatch):
+    """A project directory with the suite snapshot; `write(**sections)` writes its params.yaml. cwd is set to it."""
+    (tmp_path / "data" / "suite").mkdir(parents=True)
+    shutil.copy(suite_snapshot, tmp_path / "data" / "suite" / "tasks.json")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+    def write(**sections) -> Path:
+        base = {"render": {"size": 32}, "collect": {"teacher": "tests.data.teachers:plain", "max_tasks": 4,
+                                                   "workers": 1, "runner": "thread", "task_retries": 0}}
+        for name, values in sections.items():
+            base.setdefault(name, {}).update(values)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
+        return tmp_path / "params.yaml"
+
+    project = type("Project", (), {"path": tmp_path, "write": staticmethod(write)})
+    return project
