@@ -1,0 +1,62 @@
+"""The DVC pipeline end to end on tiny params: tasks -> collect -> validate, a no-op rerun, push and pull."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.mark.slow
+def test_dvc_repro_collect_validate_then_push_and_pull(tmp_path, suite, prefect_api):
+    repo, remote = tmp_path / "repo", tmp_path / "remote"
+    repo.mkdir()
+    for name in ("dvc.yaml", "data.dvc"):
+        shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["render"]["size"] = 32
+    params["collect"].update(max_tasks=3, workers=1, runner="thread")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / ".gitignore").write_text("/data/*\n/reports/\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(["git", "init", "-q"], repo, env)
+    _run([*dvc, "init", "-q"], repo, env)
+    _run([*dvc, "remote", "add", "-d", "local", str(remote)], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "init"], repo, env)
+
+    _run([*dvc, "repro"], repo, env)
+    collect = json.loads((repo / "reports" / "collect.json").read_text())
+    validate = json.loads((repo / "reports" / "validate.json").read_text())
+    assert collect["episodes"] == 3 and collect["rows"] >= 3
+    assert validate["success"] is True and validate["rows"] == collect["rows"]
+    assert (repo / "data" / "data-docs" / "index.html").exists()
+    manifest = (repo / "data" / "dataset" / "manifest.json").read_text()
+
+    noop = _run([*dvc, "repro"], repo, env)  # nothing changed: every stage is skipped
+    assert "Running stage" not in noop.stdout and "up to date" in noop.stdout.lower()
+
+    _run([*dvc, "push"], repo, env)
+    shutil.rmtree(repo / "data" / "dataset")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    _run([*dvc, "pull"], repo, env)
+    assert (repo / "data" / "dataset" / "manifest.json").read_text() == manifest
+    status = _run([*dvc, "status"], repo, env)
+    assert "changed" not in status.stdout
