@@ -89,6 +89,8 @@ def _fan_out(jobs: list[Job], params: Params, parts: Path, progress) -> list[dic
         pending = [j for j in jobs if done(parts, j) is None]
         if not pending:
             break
+        # longest first (by the planner's proof length), so no long episode is left alone at the end
+        pending.sort(key=lambda j: -(j.task.get("plan_steps") or 0))
         failures = {}
         episode = collect_episode.with_options(retries=params.collect.task_retries)
         with make_task_runner(params.collect) as runner:
