@@ -1,4 +1,4 @@
-"""The DVC pipeline end to end on tiny params: tasks -> collect -> validate, a no-op rerun, push and pull."""
+"""The DVC pipeline end to end on tiny params: tasks -> collect -> validate -> sft, a no-op rerun, push and pull."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_dvc_repro_collect_validate_then_push_and_pull(tmp_path, suite, prefect_api):
+def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, prefect_api):
     repo, remote = tmp_path / "repo", tmp_path / "remote"
     repo.mkdir()
     for name in ("dvc.yaml", "data.dvc"):
@@ -31,8 +31,10 @@ def test_dvc_repro_collect_validate_then_push_and_pull(tmp_path, suite, prefect_
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["render"]["size"] = 32
     params["collect"].update(max_tasks=3, workers=1, runner="thread")
+    params["model"].update(image_size=32, max_length=256, vocab_size=400, max_new_tokens=16)
+    params["sft"].update(rows="all", epochs=1, val_fraction=0.34, report_to="none")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (repo / ".gitignore").write_text("/data/*\n/reports/\n")
+    (repo / ".gitignore").write_text("/data/*\n/reports/\n/models/\n")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     dvc = [sys.executable, "-m", "dvc"]
@@ -48,6 +50,8 @@ def test_dvc_repro_collect_validate_then_push_and_pull(tmp_path, suite, prefect_
     assert collect["episodes"] == 3 and collect["rows"] >= 3
     assert validate["success"] is True and validate["rows"] == collect["rows"]
     assert (repo / "data" / "data-docs" / "index.html").exists()
+    sft = json.loads((repo / "reports" / "sft.json").read_text())
+    assert sft["train_steps"] + sft["val_steps"] == collect["rows"] and (repo / "models" / "sft" / "octopus.json").exists()
     manifest = (repo / "data" / "dataset" / "manifest.json").read_text()
 
     noop = _run([*dvc, "repro"], repo, env)  # nothing changed: every stage is skipped
@@ -55,8 +59,11 @@ def test_dvc_repro_collect_validate_then_push_and_pull(tmp_path, suite, prefect_
 
     _run([*dvc, "push"], repo, env)
     shutil.rmtree(repo / "data" / "dataset")
+    shutil.rmtree(repo / "models" / "sft")
     shutil.rmtree(repo / ".dvc" / "cache")
     _run([*dvc, "pull"], repo, env)
     assert (repo / "data" / "dataset" / "manifest.json").read_text() == manifest
+    from octopus.model.policy import Policy
+    assert Policy.from_pretrained(repo / "models" / "sft", max_new_tokens=4).pm.meta["from_scratch"]
     status = _run([*dvc, "status"], repo, env)
     assert "changed" not in status.stdout

@@ -3,12 +3,14 @@
     octopus tasks list [--split S] [--category C] [--json]
     octopus tasks check                      prove the evaluation suite solvable, with counts
     octopus tasks export DIR                 write the suite snapshot (what data.dvc pins)
-    octopus sim run TASK --agent oracle|random [--save-views DIR]
+    octopus sim run TASK --agent oracle|random|llm|policy [--model DIR] [--save-views DIR]
     octopus sim step TASK --response-file FILE [--json]
     octopus sim bench [--json]
     octopus collect                          the collect stage (Prefect fan-out; dvc.yaml calls it)
     octopus validate                         the validate stage (great_expectations, Data Docs)
     octopus data bench [--json]              collection throughput with 1 and 2 workers, no-op dvc repro
+    octopus sft                              the sft stage (TRL SFTTrainer; models/sft, reports/sft.json)
+    octopus model bench [--json]             SFT samples/s vs a plain Trainer; policy responses/s
 
 Only this module reads argv, params files and the environment; everything else takes typed params.
 """
@@ -34,9 +36,11 @@ tasks_app = typer.Typer(help="The task suite: list, check solvability, export.",
 sim_app = typer.Typer(help="The embedded OctoGibson simulator: run episodes, execute responses, benchmark.",
                       no_args_is_help=True)
 data_app = typer.Typer(help="The collected dataset: benchmark collection.", no_args_is_help=True)
+model_app = typer.Typer(help="The policy model: benchmark training and inference.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(sim_app, name="sim")
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
 console = Console(stderr=True)
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file (defaults apply when it is missing)")
 
@@ -165,8 +169,10 @@ def tasks_export(out: Path = typer.Argument(Path("data/suite"), help="directory 
 # ---------------------------------------------------------------------- sim
 @sim_app.command("run")
 def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks list`)"),
-            agent: str = typer.Option("oracle", help="who writes the responses: oracle | random | llm (collect.llm endpoint)"),
+            agent: str = typer.Option("oracle", help="who writes the responses: oracle | random | llm (collect.llm "
+                                      "endpoint) | policy (a trained checkpoint, --model)"),
             seed: int = typer.Option(0, help="agent seed"),
+            model: Path = typer.Option(Path("models/sft"), help="policy checkpoint for --agent policy"),
             save_views: Optional[Path] = typer.Option(
                 None, "--save-views", help="write the 10 views and a contact sheet as PNGs into this directory "
                 "after reset and after every step (stepNN_<VIEW>.png, stepNN_sheet.png)"),
@@ -179,8 +185,14 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
     if agent not in agent_names():
         console.print(f"[red]error:[/] unknown agent {agent!r}; known: {', '.join(agent_names())}")
         raise typer.Exit(2)
-    kwargs = {"random": {"seed": seed}, "llm": {"params": p.collect.llm, "sim": p.sim, "seed": seed}}
-    bot = make_agent(agent, **kwargs.get(agent, {}))
+    from octopus.model.factory import ModelError
+    kwargs = {"random": {"seed": seed}, "llm": {"params": p.collect.llm, "sim": p.sim, "seed": seed},
+              "policy": {"model": model, "params": p}}
+    try:
+        bot = make_agent(agent, **kwargs.get(agent, {}))
+    except ModelError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
     _suite(p)  # builds (with progress) and caches the suite the backend loads
     try:
         backend = make_backend(None, p)
@@ -320,6 +332,46 @@ def validate_cmd(params: Path = PARAMS) -> None:
     raise typer.Exit(run_validate(p, paths.DATASET, paths.SUITE_TASKS, paths.DATA_DOCS, paths.report("validate")))
 
 
+@app.command("sft")
+def sft_cmd(params: Path = PARAMS) -> None:
+    """The sft stage: finetune the policy on data/dataset with TRL's SFTTrainer (models/sft, reports/sft.json).
+
+    wandb logs offline unless WANDB_API_KEY is set (sync later with `wandb sync wandb/`); it never
+    blocks or fails the run. The loss curve goes to reports/sft_curve.json (DVC plots)."""
+    import os
+
+    from octopus import paths
+    from octopus.data.schema import DatasetError
+    from octopus.model.factory import ModelError
+    from octopus.training.sft import SFTError, train_sft
+    p = _params(params)
+    if p.sft.report_to == "wandb":
+        os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
+        os.environ.setdefault("WANDB_PROJECT", p.sft.wandb_project)
+        os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        out = train_sft(p, paths.DATASET, paths.SFT_MODEL, log=console.print)
+    except (DatasetError, ModelError, SFTError, ValueError) as err:
+        console.print(f"[red]sft failed:[/] {err}")
+        raise typer.Exit(1) from None
+    m = out["metrics"]
+    _write_json(paths.report("sft"), m)
+    _write_json(paths.SFT_CURVE, out["curve"])
+    q = m["quality"]
+    console.print(f"sft: {m['train_steps']} steps x {m['epochs']} epochs in {m['train_s']:.0f} s "
+                  f"({m['samples_per_s']:.1f} samples/s, {m['tokens_per_s']:.0f} tokens/s); val loss "
+                  f"{m['val_loss_start']} -> {m['val_loss']}; held-out responses parse {q.get('parse_rate')} / "
+                  f"compile {q.get('compile_rate')}; saved {paths.SFT_MODEL}")
+
+
+def _write_json(path: Path, obj) -> None:
+    """Atomic JSON write (metrics and plots files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    tmp.replace(path)
+
+
 @data_app.command("bench")
 def data_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
                episodes: int = typer.Option(24, help="task-episodes per timed run"),
@@ -339,6 +391,23 @@ def data_bench(as_json: bool = typer.Option(False, "--json", help="print the num
     else:
         for k, v in report.items():
             print(f"{k}: {v}")
+
+
+@model_app.command("bench")
+def model_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+                steps: int = typer.Option(30, help="optimizer steps per timed training run"),
+                repeats: int = typer.Option(3, help="timed runs per trainer (the median is reported)"),
+                inference: bool = typer.Option(True, help="also time generation with the trained policy"),
+                model: Path = typer.Option(Path("models/sft"), help="policy checkpoint for the inference benchmark"),
+                params: Path = PARAMS) -> None:
+    """SFT throughput (ours vs a plain transformers.Trainer vs TRL's default loss) and policy responses/s."""
+    from octopus import paths
+    from octopus.training.bench import run_inference_bench, run_train_bench
+    p = _params(params)
+    report = run_train_bench(p, paths.DATASET, steps, repeats)
+    if inference:
+        report["inference"] = run_inference_bench(p, model, paths.DATASET)
+    print(json.dumps(report, indent=1) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))
 
 
 def main() -> None:  # pragma: no cover - console entry point

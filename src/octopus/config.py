@@ -107,7 +107,7 @@ class LLMTeacherParams:
 
 
 #: scale presets of the collect stage: (max_tasks, episodes_per_task); 0 tasks = the whole train split
-COLLECT_PRESETS = {"laptop": (120, 1), "paper": (0, 2)}
+COLLECT_PRESETS = {"laptop": (0, 1), "paper": (0, 3)}
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,59 @@ class ValidateParams:
     image_sample: int = _f(0, "rows whose 10 images are decoded and measured (0: every row)", lo=0)
 
 
+#: model presets of the Octopus (Idefics, Flamingo-style) family; `octopus.model.presets` holds their configs
+MODEL_PRESETS = ("tiny", "paper")
+FINETUNE_MODES = ("connector", "connector_lm", "full")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The policy: which vision-language model family and preset, and how it reads its inputs."""
+
+    family: str = _f("idefics", "idefics (Octopus: Flamingo/Otter-style) | auto (any AutoModelForImageTextToText, "
+                     "LLaVA-style)", choices=("idefics", "auto"))
+    preset: str = _f("tiny", "idefics presets: tiny (random init, trains on a CPU) | paper (7B LM from a public "
+                     "Flamingo-style checkpoint)", choices=MODEL_PRESETS)
+    name_or_path: str = _f("", "hub id or local path to start from (empty: the preset's; required for family auto)")
+    image_size: Optional[int] = _f(None, "px per view fed to the model (null: the preset's)", lo=16, hi=1024)
+    max_length: int = _f(512, "tokens per sample (images, instruction and response); longer prompts are cut",
+                         lo=64, hi=32768)
+    vocab_size: int = _f(4096, "BPE vocabulary trained offline on the training texts (from-scratch presets)",
+                         lo=300, hi=262144)
+    max_new_tokens: int = _f(400, "tokens a policy may generate per response", lo=8, hi=8192)
+    temperature: float = _f(0.0, "sampling temperature at generation (0: greedy)", lo=0.0, hi=2.0)
+    batch_size: int = _f(8, "observations per generate() call when a policy answers many at once", lo=1, hi=512)
+
+
+@dataclass(frozen=True)
+class SFTParams:
+    """The sft stage: supervised finetuning on the collected steps (TRL SFTTrainer)."""
+
+    rows: str = _f("positive", "training steps: positive (label 1: met its targets in a completed task) | met "
+                   "(met its targets) | all", choices=("positive", "met", "all"))
+    mode: str = _f("full", "what trains: connector (resampler + cross-attention) | connector_lm | full",
+                   choices=FINETUNE_MODES)
+    lora: bool = _f(False, "train LoRA adapters (peft) on the LM instead of its full weights")
+    lora_r: int = _f(16, "LoRA rank", lo=1, hi=1024)
+    lora_alpha: int = _f(32, "LoRA alpha", lo=1)
+    epochs: float = _f(3.0, "passes over the training steps", lo=0.01, hi=1000)
+    max_steps: int = _f(-1, "optimizer steps (overrides epochs when > 0)", lo=-1)
+    batch_size: int = _f(8, "samples per device per optimizer step", lo=1, hi=4096)
+    grad_accum: int = _f(1, "gradient accumulation steps", lo=1, hi=1024)
+    learning_rate: float = _f(2e-3, "peak learning rate (cosine decay after warmup)", lo=0.0, hi=1.0)
+    warmup_ratio: float = _f(0.05, "share of steps spent warming up", lo=0.0, hi=1.0)
+    weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0, hi=1.0)
+    val_fraction: float = _f(0.1, "share of training TASKS held out for validation loss", lo=0.0, hi=0.9)
+    max_samples: Optional[int] = _f(None, "cap on training steps (null: all)", lo=1)
+    eval_every: int = _f(50, "optimizer steps between validation losses", lo=1)
+    log_every: int = _f(10, "optimizer steps between logged train losses", lo=1)
+    seed: int = _f(0, "seed for init, shuffling and the validation split", lo=0)
+    precision: str = _f("auto", "auto (bf16 on a GPU that has it, fp32 on a CPU) | fp32 | bf16 | fp16",
+                        choices=("auto", "fp32", "bf16", "fp16"))
+    wandb_project: str = _f("octopus", "wandb project (runs offline unless WANDB_API_KEY is set)")
+    report_to: str = _f("wandb", "wandb | none", choices=("wandb", "none"))
+
+
 @dataclass(frozen=True)
 class Params:
     sim: SimParams = field(default_factory=SimParams)
@@ -152,6 +205,8 @@ class Params:
     render: RenderParams = field(default_factory=RenderParams)
     collect: CollectParams = field(default_factory=CollectParams)
     validate: ValidateParams = field(default_factory=ValidateParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    sft: SFTParams = field(default_factory=SFTParams)
 
 
 def _check(section: str, f: dataclasses.Field, typ: Any, value: Any) -> Any:

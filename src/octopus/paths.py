@@ -14,7 +14,9 @@ DATASET = DATA / "dataset"                  # collect stage: Parquet shards + ma
 COLLECT_PARTS = DATA / "collect-parts"      # collect stage: finished episodes, kept across interrupted runs
 DATA_DOCS = DATA / "data-docs"              # validate stage: great_expectations Data Docs (HTML)
 MODELS = Path("models")
+SFT_MODEL = MODELS / "sft"                  # sft stage: the policy checkpoint (save_pretrained + octopus.json)
 REPORTS = Path("reports")
+SFT_CURVE = REPORTS / "sft_curve.json"      # sft stage: loss per logged step (DVC plots)
 MANIFEST = "manifest.json"
 
 

@@ -62,7 +62,7 @@ def register_teacher(name: str) -> Callable:
 
 
 def _load_builtins() -> None:
-    from octopus.agents import llm, oracle, random_agent  # noqa: F401 - registers the built-in agents and teachers
+    from octopus.agents import llm, oracle, policy, random_agent  # noqa: F401 - registers the built-in agents and teachers
 
 
 def make_agent(name: str, **kwargs) -> Agent:

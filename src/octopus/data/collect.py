@@ -35,6 +35,8 @@ from octopus.sim.tasks import Suite, Task
 _RUNTIME_KNOBS = ("workers", "runner", "runner_address", "task_retries", "max_failed_episodes", "shard_rows")
 _LLM_DATA_KNOBS = ("model", "temperature", "max_tokens")  # the rest (endpoint, retries, prices) never changes replies
 _SOURCE_PACKAGES = ("octopus.sim", "octopus.agents", "octopus.data")
+# modules of those packages that never run during collection (consumers of the data, benchmarks)
+_NOT_SOURCES = {("octopus.agents", "policy.py"), ("octopus.data", "builders.py"), ("octopus.data", "bench.py")}
 
 
 class CollectError(RuntimeError):
@@ -89,6 +91,8 @@ def source_digest() -> str:
     for pkg in _SOURCE_PACKAGES:
         root = resources.files(pkg)
         for f in sorted(Path(str(root)).rglob("*.py")):
+            if (pkg, str(f.relative_to(Path(str(root))))) in _NOT_SOURCES:
+                continue
             h.update(str(f.relative_to(Path(str(root)))).encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]

@@ -1,0 +1,88 @@
+"""Training sets built from the collected dataset: SFT steps (and, later, preference pairs).
+
+    train, val = sft_split(read_steps("data/dataset", "positive"), val_fraction=0.1, seed=0)
+    views = decode_all(train, size=96)           # (10, 96, 96, 3) uint8 per step, decoded in parallel
+
+The validation split holds out whole TASKS (every step of a held-out task), so validation loss and
+generation quality measure tasks the model never trained on, not other steps of the same tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from octopus.data import schema
+from octopus.data.schema import DatasetError
+
+STEP_COLUMNS = ("id", "task_id", "split", "scene", "prompt", "message", "response", "images", "label",
+                "target_states_met", "task_success")
+ROW_FILTERS = {
+    "positive": lambda r: r["label"] == 1,
+    "met": lambda r: bool(r["target_states_met"]),
+    "all": lambda r: True,
+}
+
+
+def read_steps(directory: str | Path, rows: str = "positive") -> list[dict]:
+    """The dataset's steps chosen by `rows` (positive | met | all), in id order; only train-split steps."""
+    if rows not in ROW_FILTERS:
+        raise ValueError(f"unknown row filter {rows!r}; known: {', '.join(ROW_FILTERS)}")
+    directory = Path(directory)
+    files = schema.shard_files(directory)
+    if not files:
+        raise DatasetError(f"{directory}: no Parquet shards (run `dvc repro collect`)")
+    keep, out = ROW_FILTERS[rows], []
+    for f in files:
+        table = schema.read_table(f)
+        for r in table.select(list(STEP_COLUMNS)).to_pylist():
+            if r["split"] != "train":
+                raise DatasetError(f"{f}: row {r['id']} is from split {r['split']!r}; training data must be train-only")
+            if keep(r):
+                out.append(r)
+    out.sort(key=lambda r: r["id"])
+    if not out:
+        raise DatasetError(f"{directory}: no {rows} steps to train on ({len(files)} shard(s))")
+    return out
+
+
+def _bucket(task_id: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}/{task_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2 ** 64
+
+
+def sft_split(steps: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, val): whole tasks held out, about `val_fraction` of them, chosen by a seeded hash."""
+    tasks = sorted({r["task_id"] for r in steps})
+    n_val = round(len(tasks) * val_fraction) if len(tasks) > 1 else 0
+    held = set(sorted(tasks, key=lambda t: _bucket(t, seed))[:n_val])
+    return [r for r in steps if r["task_id"] not in held], [r for r in steps if r["task_id"] in held]
+
+
+def decode_all(steps: list[dict], size: int | None, workers: int = 2) -> list[np.ndarray]:
+    """Each step's 10 views decoded and resized once to `size` (None: as stored); the trainer reuses them."""
+    from octopus.model.inputs import resize_views
+
+    def one(r: dict) -> np.ndarray:
+        try:
+            views = schema.decode_views(r["images"])
+            return views if size is None else resize_views(views, size)
+        except (DatasetError, ValueError) as err:
+            raise DatasetError(f"step {r['id']}: {err}") from None
+
+    if workers <= 1 or len(steps) < 64:
+        return [one(r) for r in steps]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, steps))
+
+
+def fingerprint(steps: list[dict]) -> str:
+    """Which steps a model saw (ids and texts), for the run's metadata."""
+    h = hashlib.sha256()
+    for r in steps:
+        h.update(json.dumps([r["id"], r["prompt"], r["response"]]).encode())
+    return h.hexdigest()[:16]

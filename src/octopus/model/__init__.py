@@ -1,0 +1,1 @@
+"""Model-side code: the vision-language programmer and its helpers."""

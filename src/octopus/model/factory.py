@@ -1,0 +1,229 @@
+"""Policy model families, registered by name and built in one place.
+
+    pm = build_model(params.model, texts, seed=0)   # a new model (+ tokenizer/processor) for a family/preset
+    pm.save("models/sft"); pm = load_model("models/sft")
+    batch = pm.collate([pm.encode(prompt, views, response)])
+
+Families:
+- `idefics`: Octopus, Flamingo/Otter-style, on `IdeficsForVisionText2Text` (presets in `presets.py`).
+- `auto`: any `AutoModelForImageTextToText` (LLaVA-style) by hub id or local path (`llava.py`).
+
+A checkpoint is a `save_pretrained` directory (model, tokenizer, processor) plus `octopus.json`
+(family, preset, input spec), so `from_pretrained` restores each part and `load_model` all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from octopus.config import FINETUNE_MODES, ModelParams
+from octopus.model import inputs
+from octopus.model.inputs import Example, InputSpec
+from octopus.model.presets import CLIP_MEAN, CLIP_STD, get_preset, preset_config
+
+META = "octopus.json"
+FAMILIES: dict[str, Callable[[], "Family"]] = {}
+
+
+class ModelError(RuntimeError):
+    """A model cannot be built or loaded (unknown family or preset, missing weights, bad checkpoint)."""
+
+
+@dataclass
+class PolicyModel:
+    """A policy's model with what it reads its inputs with."""
+
+    family: "Family"
+    model: Any
+    tokenizer: Any
+    processor: Any
+    spec: Any
+    meta: dict = field(default_factory=dict)
+
+    def encode(self, prompt: str, views: np.ndarray | None, response: str | None = None) -> Any:
+        return self.family.encode(self, prompt, views, response)
+
+    def collate(self, examples: list, pad_left: bool = False) -> dict[str, torch.Tensor]:
+        return self.family.collate(self, examples, pad_left)
+
+    def groups(self) -> dict[str, str]:
+        """parameter name -> vision | connector | lm (what the finetune modes select from)."""
+        return self.family.groups(self.model)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.processor.save_pretrained(path)
+        if self.processor is not self.tokenizer:
+            self.tokenizer.save_pretrained(path)
+        meta = {**self.meta, "family": self.family.name, "spec": asdict(self.spec)}
+        (path / META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        return path
+
+
+class Family:
+    """How one model family is built, loaded, fed and partitioned into finetune groups."""
+
+    name = ""
+
+    def build(self, mp: ModelParams, texts: list[str], seed: int) -> PolicyModel:
+        raise NotImplementedError
+
+    def load(self, path: Path, meta: dict) -> PolicyModel:
+        raise NotImplementedError
+
+    def encode(self, pm: PolicyModel, prompt: str, views, response) -> Any:
+        raise NotImplementedError
+
+    def collate(self, pm: PolicyModel, examples: list, pad_left: bool) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def groups(self, model) -> dict[str, str]:
+        raise NotImplementedError
+
+
+def register_family(name: str) -> Callable:
+    def wrap(cls: type) -> type:
+        cls.name = name
+        FAMILIES[name] = cls
+        return cls
+    return wrap
+
+
+def get_family(name: str) -> Family:
+    from octopus.model import llava  # noqa: F401 - registers the auto family
+    if name not in FAMILIES:
+        raise ModelError(f"unknown model family {name!r}; known families: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]()
+
+
+def build_model(mp: ModelParams, texts: list[str], seed: int = 0) -> PolicyModel:
+    """A new policy for `mp` (random init + tokenizer trained on `texts`, or a pretrained start)."""
+    return get_family(mp.family).build(mp, texts, seed)
+
+
+def load_model(path: str | Path) -> PolicyModel:
+    """A saved policy (`PolicyModel.save`), in one call."""
+    path = Path(path)
+    if not (path / META).is_file():
+        raise ModelError(f"{path}: not an Octopus policy checkpoint (no {META}; train one with `octopus sft`)")
+    try:
+        meta = json.loads((path / META).read_text())
+        family = get_family(meta["family"])
+    except (ValueError, KeyError) as err:
+        raise ModelError(f"{path / META}: unreadable ({err})") from None
+    try:
+        return family.load(path, meta)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path}: cannot load the checkpoint ({err})") from None
+
+
+def trainable_names(pm: PolicyModel, mode: str) -> set[str]:
+    """The parameters a finetune mode trains: connector, connector_lm (+ LM) or full (+ vision)."""
+    if mode not in FINETUNE_MODES:
+        raise ValueError(f"unknown finetune mode {mode!r}; known: {', '.join(FINETUNE_MODES)}")
+    wanted = {"connector": {"connector"}, "connector_lm": {"connector", "lm"},
+              "full": {"connector", "lm", "vision"}}[mode]
+    return {n for n, g in pm.groups().items() if g in wanted}
+
+
+def set_finetune_mode(pm: PolicyModel, mode: str) -> tuple[int, int]:
+    """Freeze everything the mode does not train; returns (trainable, total) parameter counts."""
+    names = trainable_names(pm, mode)
+    trainable = total = 0
+    for n, p in pm.model.named_parameters():
+        p.requires_grad_(n in names)
+        total += p.numel()
+        trainable += p.numel() if n in names else 0
+    return trainable, total
+
+
+def _hub_error(name: str, err: Exception) -> ModelError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return ModelError(f"cannot load {name!r}: {type(err).__name__}: {str(err).splitlines()[0][:300]}. "
+                      f"{'HF_HUB_OFFLINE=1 is set; ' if offline else ''}download the weights where the hub is "
+                      "reachable (huggingface-cli download ...) and set model.name_or_path to the local directory")
+
+
+# ---------------------------------------------------------------------- idefics (Octopus)
+@register_family("idefics")
+class IdeficsFamily(Family):
+    """Flamingo/Otter-style: vision encoder -> Perceiver Resampler -> gated cross-attention into the LM."""
+
+    _GROUPS = (("model.vision_model.", "vision"), ("model.perceiver_resampler.", "connector"),
+               ("model.gated_cross_attn_layers.", "connector"), ("model.embed_tokens.", "lm"),
+               ("model.layers.", "lm"), ("model.norm.", "lm"), ("lm_head.", "lm"))
+
+    def build(self, mp: ModelParams, texts: list[str], seed: int) -> PolicyModel:
+        from transformers import IdeficsForVisionText2Text, IdeficsImageProcessorPil, IdeficsProcessor
+
+        preset = get_preset(mp.preset)
+        size = mp.image_size or preset.image_size
+        if not preset.from_scratch:
+            return self._pretrained(mp.name_or_path or preset.checkpoint, mp, size)
+        from octopus.model.tokenizer import train_tokenizer
+        tok = train_tokenizer(texts, mp.vocab_size)
+        config = preset_config(mp.preset, vocab_size=len(tok), pad_id=tok.pad_token_id, bos_id=tok.bos_token_id,
+                               eos_id=tok.eos_token_id, image_size=size)
+        torch.manual_seed(seed)
+        model = IdeficsForVisionText2Text(config)
+        image_processor = IdeficsImageProcessorPil(image_size=size, image_mean=list(CLIP_MEAN),
+                                                   image_std=list(CLIP_STD))
+        processor = IdeficsProcessor(image_processor=image_processor, tokenizer=tok, image_size=size)
+        return PolicyModel(self, model, tok, processor, self._spec(tok, size, mp.max_length),
+                           {"preset": mp.preset, "from_scratch": True})
+
+    def _pretrained(self, name: str, mp: ModelParams, size: int) -> PolicyModel:
+        from transformers import AutoProcessor, IdeficsForVisionText2Text
+        try:
+            processor = AutoProcessor.from_pretrained(name)
+            model = IdeficsForVisionText2Text.from_pretrained(name, dtype="auto")
+        except (OSError, ValueError) as err:
+            raise _hub_error(name, err) from None
+        model.config.freeze_text_layers = model.config.freeze_vision_layers = False
+        return PolicyModel(self, model, processor.tokenizer, processor,
+                           self._spec(processor.tokenizer, size, mp.max_length), {"preset": mp.preset,
+                                                                                  "from_scratch": False})
+
+    def load(self, path: Path, meta: dict) -> PolicyModel:
+        from transformers import IdeficsForVisionText2Text, IdeficsProcessor
+        processor = IdeficsProcessor.from_pretrained(path)
+        model = IdeficsForVisionText2Text.from_pretrained(path)
+        spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["spec"].items()})
+        return PolicyModel(self, model, processor.tokenizer, processor, spec,
+                           {k: v for k, v in meta.items() if k not in ("spec", "family")})
+
+    @staticmethod
+    def _spec(tok, size: int, max_length: int) -> InputSpec:
+        from octopus.model.tokenizer import FAKE, IMAGE
+        ids = tok.convert_tokens_to_ids([IMAGE, FAKE])
+        if tok.unk_token_id is not None and tok.unk_token_id in ids:
+            raise ModelError(f"the tokenizer has no {IMAGE} / {FAKE} tokens (not an Idefics tokenizer)")
+        return InputSpec(size, max_length, CLIP_MEAN, CLIP_STD, ids[0], ids[1], tok.bos_token_id,
+                         tok.eos_token_id, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+    def encode(self, pm: PolicyModel, prompt: str, views, response) -> Example:
+        return inputs.encode(pm.spec, pm.tokenizer, prompt, views, response)
+
+    def collate(self, pm: PolicyModel, examples: list, pad_left: bool) -> dict[str, torch.Tensor]:
+        return inputs.collate(pm.spec, examples, pad_left)
+
+    def groups(self, model) -> dict[str, str]:
+        out = {}
+        for n, _ in model.named_parameters():
+            n0 = n.removeprefix("base_model.model.")
+            group = next((g for prefix, g in self._GROUPS if n0.startswith(prefix)), None)
+            if group is None and ".lora_" in n0:
+                group = "lm"
+            if group is None:
+                raise ModelError(f"parameter {n!r} belongs to no finetune group (vision, connector, lm)")
+            out[n] = group
+        return out

@@ -1,0 +1,117 @@
+"""What the policy reads and writes, as tensors: the 10 views first, then the instruction, then the response.
+
+    ex = encode(spec, tokenizer, prompt, views, response)   # one Example (ids, labels, views as uint8)
+    batch = collate(spec, [ex, ...], pad_left=False)         # tensors for forward / generate
+
+The views come first so every text token can attend to them (TRL's default vision collator puts
+Idefics images after the text, where nothing attends to them). `image_attention_mask` lets each
+token attend to every view placed before it, so the instruction and response see all 10 (the
+Idefics processor's default lets a token see only the last image). Loss is on response tokens only.
+Views are resized once per example and kept as uint8; normalisation happens in `collate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from octopus.data.schema import N_VIEWS
+
+RESPONSE_MARK = "\nResponse:\n"   # between the instruction and the response, in training and at inference
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model reads its inputs (saved with the checkpoint as octopus.json)."""
+
+    image_size: int
+    max_length: int
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    image_token_id: int
+    fake_token_id: int
+    bos_token_id: int
+    eos_token_id: int
+    pad_token_id: int
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]              # IGNORE on the prompt
+    image_positions: list[int]     # index of each view's <image> token
+    views: np.ndarray | None       # (10, H, W, 3) uint8 at the spec's size
+    truncated: int = 0             # instruction tokens cut to fit max_length
+
+
+def resize_views(views: np.ndarray, size: int) -> np.ndarray:
+    """(10, S, S, 3) uint8 -> (10, size, size, 3) uint8 (bicubic, as CLIP-style processors do)."""
+    views = np.asarray(views)
+    if views.ndim != 4 or views.shape[0] != N_VIEWS or views.shape[-1] != 3:
+        raise ValueError(f"expected {N_VIEWS} RGB views of shape (10, S, S, 3), got {views.shape}")
+    if views.shape[1] == size and views.shape[2] == size:
+        return np.ascontiguousarray(views, dtype=np.uint8)
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(v.astype(np.uint8)).resize((size, size), Image.BICUBIC))
+                     for v in views])
+
+
+def encode(spec: InputSpec, tokenizer, prompt: str, views: np.ndarray | None,
+           response: str | None = None) -> Example:
+    """One sample; `response=None` encodes a generation prompt (ends with the response mark)."""
+    head = [spec.bos_token_id]
+    image_positions = []
+    for _ in range(N_VIEWS):
+        head.append(spec.fake_token_id)
+        image_positions.append(len(head))
+        head.append(spec.image_token_id)
+    head.append(spec.fake_token_id)
+    text = tokenizer(prompt.rstrip("\n"), add_special_tokens=False)["input_ids"]
+    mark = tokenizer(RESPONSE_MARK, add_special_tokens=False)["input_ids"]
+    answer = [] if response is None else tokenizer(response, add_special_tokens=False)["input_ids"] + [
+        spec.eos_token_id]
+    budget = spec.max_length - len(head) - len(mark) - len(answer)
+    if budget < 16:  # keep at least a little of the instruction; cut the response's end instead
+        keep = max(spec.max_length - len(head) - len(mark) - 16, 1)
+        answer, budget = answer[:keep], spec.max_length - len(head) - len(mark) - min(len(answer), keep)
+    cut = max(len(text) - budget, 0)
+    if cut:  # keep the start (inventory, goal) and the end (error, request); drop the middle
+        tail = budget // 2
+        text = text[:budget - tail] + text[len(text) - tail:]
+    prompt_ids = head + text + mark
+    px = None if views is None else resize_views(views, spec.image_size)
+    return Example(prompt_ids + answer, [IGNORE] * len(prompt_ids) + answer, image_positions, px, cut)
+
+
+def pixel_tensor(spec: InputSpec, views: list[np.ndarray]) -> torch.Tensor:
+    """(B, 10, 3, H, W) float32, normalised with the spec's mean and std."""
+    x = torch.from_numpy(np.stack(views)).permute(0, 1, 4, 2, 3).float().div_(255.0)
+    mean = torch.tensor(spec.image_mean).view(1, 1, 3, 1, 1)
+    std = torch.tensor(spec.image_std).view(1, 1, 3, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+def collate(spec: InputSpec, examples: list[Example], pad_left: bool = False) -> dict[str, torch.Tensor]:
+    """Pad a batch (right for training, left for generation) into the model's inputs."""
+    if not examples:
+        raise ValueError("cannot collate an empty batch")
+    if any(ex.views is None for ex in examples):
+        raise ValueError("every example needs its 10 views")
+    n = max(len(ex.input_ids) for ex in examples)
+    ids = torch.full((len(examples), n), spec.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(examples), n), IGNORE, dtype=torch.long)
+    attn = torch.zeros((len(examples), n), dtype=torch.long)
+    img_mask = torch.zeros((len(examples), n, N_VIEWS), dtype=torch.long)
+    for b, ex in enumerate(examples):
+        k = len(ex.input_ids)
+        off = n - k if pad_left else 0
+        ids[b, off:off + k] = torch.tensor(ex.input_ids)
+        labels[b, off:off + k] = torch.tensor(ex.labels)
+        attn[b, off:off + k] = 1
+        pos = torch.arange(k).unsqueeze(1)
+        img_mask[b, off:off + k] = (pos >= torch.tensor(ex.image_positions).unsqueeze(0)).long()
+    return {"input_ids": ids, "attention_mask": attn, "labels": labels, "image_attention_mask": img_mask,
+            "pixel_values": pixel_tensor(spec, [ex.views for ex in examples])}

@@ -1,0 +1,92 @@
+"""A trained policy, loaded in one line, answering observations with responses in the paper's format.
+
+    policy = Policy.from_pretrained("models/sft")
+    text = policy.respond(obs)                               # obs from OctoGibsonEnv: {"views", "text"}
+    texts = policy.respond_batch([obs1, obs2, ...])          # batched generate() calls, KV cache on
+    g = policy.respond(obs, objects={"rag_1": 0.8, ...})     # ... with names grounded (see postprocess)
+
+Generation is greedy by default (`temperature` > 0 samples), stops at the end-of-sequence token, and
+reuses the image features and the KV cache across decoding steps. With `objects` (every scene
+object -> its distance to the robot) names the scene does not have are mapped to existing ones
+(paper §5.1); `last_groundings` reports what was changed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from octopus.model.factory import PolicyModel, load_model
+from octopus.model.postprocess import Grounding, ground_names
+
+
+class Policy:
+    """Observations (10 views + instruction text) in, responses out."""
+
+    def __init__(self, pm: PolicyModel, max_new_tokens: int = 320, temperature: float = 0.0,
+                 batch_size: int = 8, seed: int = 0) -> None:
+        self.pm, self.max_new_tokens, self.temperature, self.batch_size = pm, max_new_tokens, temperature, batch_size
+        self.pm.model.eval()
+        self.generator_seed = seed
+        self.last_groundings: list[Grounding | None] = []
+        self.stats = {"responses": 0, "generated_tokens": 0, "seconds": 0.0}
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> "Policy":
+        return cls(load_model(path), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.pm.model.parameters()).device
+
+    def respond(self, obs: Mapping, objects: Mapping[str, float] | None = None) -> str:
+        return self.respond_batch([obs], [objects] if objects is not None else None)[0]
+
+    def respond_batch(self, observations: Sequence[Mapping],
+                      objects: Sequence[Mapping[str, float] | None] | None = None) -> list[str]:
+        """One response per observation, generated `batch_size` at a time."""
+        out: list[str] = []
+        for i in range(0, len(observations), self.batch_size):
+            out += self._generate([(o["text"], o["views"]) for o in observations[i:i + self.batch_size]])
+        self.last_groundings = [None] * len(out)
+        if objects is not None:
+            if len(objects) != len(out):
+                raise ValueError(f"{len(objects)} object maps for {len(out)} observations")
+            for k, objs in enumerate(objects):
+                if objs is not None:
+                    g = ground_names(out[k], objs)
+                    out[k], self.last_groundings[k] = g.text, g
+        return out
+
+    @torch.no_grad()
+    def _generate(self, items: list[tuple[str, np.ndarray]]) -> list[str]:
+        t0 = time.perf_counter()
+        pm = self.pm
+        batch = pm.collate([pm.encode(text, views) for text, views in items], pad_left=True)
+        batch.pop("labels", None)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(pm.model.dtype)
+        sample = self.temperature > 0
+        if sample:
+            torch.manual_seed(self.generator_seed)
+            self.generator_seed += 1
+        tok = pm.tokenizer
+        ids = pm.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=sample,
+                                temperature=self.temperature if sample else None, top_p=None, top_k=None,
+                                use_cache=True, pad_token_id=pm.spec.pad_token_id,
+                                eos_token_id=pm.spec.eos_token_id)
+        new = ids[:, batch["input_ids"].shape[1]:]
+        texts = []
+        for row in new.tolist():
+            if pm.spec.eos_token_id in row:
+                row = row[:row.index(pm.spec.eos_token_id)]
+            self.stats["generated_tokens"] += len(row)
+            texts.append(tok.decode(row, skip_special_tokens=True))
+        self.stats["responses"] += len(texts)
+        self.stats["seconds"] += time.perf_counter() - t0
+        return texts

@@ -1,0 +1,244 @@
+"""The sft stage: supervised finetuning of the policy on the collected steps with TRL's SFTTrainer.
+
+    metrics = train_sft(params, dataset_dir="data/dataset", out_dir="models/sft", work_dir=...)
+
+dataset -> steps (positive by default) -> task-held-out split -> model (family/preset, finetune mode,
+optional LoRA) -> SFTTrainer -> checkpoint (`save_pretrained`, loads with `Policy.from_pretrained`)
+-> metrics (losses, throughput, memory, generation quality on held-out steps).
+
+Two things differ from a stock SFTTrainer run, both for this model (DESIGN.md, traps):
+- our collator (`octopus.model.inputs`) puts the 10 views before the text, with an image mask that
+  lets every token see all of them, and keeps decoded pixels in memory;
+- `compute_loss` is the model's own loss on response tokens (TRL 1.16 always swaps in a chunked
+  output-layer loss, ~66% slower for the tiny preset on a CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from octopus.config import Params
+from octopus.data import builders
+from octopus.model.factory import PolicyModel, build_model, set_finetune_mode
+
+
+class SFTError(RuntimeError):
+    """The sft stage cannot train (no data, impossible settings)."""
+
+
+class IndexedCollator:
+    """Batches of dataset indices -> model inputs, from examples encoded once up front."""
+
+    def __init__(self, pm: PolicyModel, examples: list) -> None:
+        self.pm, self.examples = pm, examples
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        return self.pm.collate([self.examples[f["index"]] for f in features])
+
+
+def _index_dataset(start: int, n: int):
+    import datasets
+    return datasets.Dataset.from_dict({"index": list(range(start, start + n))})
+
+
+def encode_steps(pm: PolicyModel, steps: list[dict], workers: int = 2) -> tuple[list, int]:
+    """Examples for `steps` (views decoded, and resized to the model's size, once) and how many were cut."""
+    views = builders.decode_all(steps, pm.spec.image_size, workers)
+    examples = [pm.encode(r["prompt"], v, r["response"]) for r, v in zip(steps, views)]
+    return examples, sum(e.truncated > 0 for e in examples)
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not cuda:
+        raise SFTError(f"sft.precision {precision} needs a GPU; use fp32 (or auto) on a CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, params: Params, work_dir: Path,
+                 callbacks: list | None = None):
+    """The SFTTrainer for this run (model's own loss on response tokens; our vision collator)."""
+    from trl import SFTConfig, SFTTrainer
+    from transformers import Trainer
+
+    class OctopusSFTTrainer(SFTTrainer):
+        # the model's own causal-LM loss (labels are -100 off the response), not TRL's chunked head
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    s = params.sft
+    cfg = SFTConfig(
+        output_dir=str(work_dir), per_device_train_batch_size=s.batch_size, per_device_eval_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum, num_train_epochs=s.epochs, max_steps=s.max_steps,
+        learning_rate=s.learning_rate, lr_scheduler_type="cosine", warmup_steps=s.warmup_ratio,
+        weight_decay=s.weight_decay, logging_steps=s.log_every, logging_first_step=True,
+        eval_strategy="steps" if val_examples else "no", eval_steps=s.eval_every, save_strategy="no",
+        seed=s.seed, data_seed=s.seed, report_to=[] if s.report_to == "none" else [s.report_to],
+        run_name=f"sft-{params.model.family}-{params.model.preset}-{s.mode}", use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=False, remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
+        max_length=None, packing=False, dataloader_pin_memory=False, disable_tqdm=True,
+        **precision_flags(s.precision))
+    # one collator over train + validation examples; the validation indices follow the training ones
+    n = len(train_examples)
+    return OctopusSFTTrainer(model=pm.model, args=cfg, train_dataset=_index_dataset(0, n),
+                             eval_dataset=_index_dataset(n, len(val_examples)) if val_examples else None,
+                             data_collator=IndexedCollator(pm, train_examples + val_examples),
+                             processing_class=pm.tokenizer,
+                             callbacks=callbacks)
+
+
+def apply_lora(pm: PolicyModel, params: Params) -> None:
+    """LoRA adapters on the LM's projections; the connector (and vision in `full`) keep training in full."""
+    from peft import LoraConfig, get_peft_model
+    s = params.sft
+    keep = [n for n, p in pm.model.named_parameters() if p.requires_grad and pm.groups()[n] != "lm"]
+    targets = r".*\.layers\.\d+\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    pm.model = get_peft_model(pm.model, LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.0,
+                                                   target_modules=targets, bias="none"))
+    wanted = {f"base_model.model.{n}" for n in keep}
+    for n, p in pm.model.named_parameters():
+        if n in wanted:
+            p.requires_grad_(True)
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, params: Params, n: int) -> dict:
+    """Greedy responses on up to `n` held-out steps: do they parse into all four sections, does the code compile?"""
+    from octopus.model.policy import Policy
+    from octopus.sim.messages import ResponseFormatError, check_code, parse_response
+    picked = list(range(len(steps)))[:n]
+    if not picked:
+        return {"generated": 0}
+    policy = Policy(pm, max_new_tokens=params.model.max_new_tokens, batch_size=params.model.batch_size)
+    obs = [{"text": steps[i]["prompt"], "views": examples[i].views} for i in picked]
+    t0 = time.perf_counter()
+    texts = policy.respond_batch(obs)
+    took = time.perf_counter() - t0
+    parsed = compiled = same = 0
+    for i, text in zip(picked, texts):
+        try:
+            r = parse_response(text)
+        except ResponseFormatError:
+            continue
+        parsed += 1
+        try:
+            check_code(r.code)
+            compiled += 1
+        except (ResponseFormatError, SyntaxError, ValueError):
+            pass
+        same += text.strip() == steps[i]["response"].strip()
+    k = len(picked)
+    return {"generated": k, "parse_rate": round(parsed / k, 4), "compile_rate": round(compiled / k, 4),
+            "exact_match_rate": round(same / k, 4), "responses_per_s": round(k / took, 3),
+            "sample": texts[0][:2000]}
+
+
+def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
+              log: Callable[[str], None] = print, quality_samples: int = 32) -> dict[str, Any]:
+    """Train, save the policy to `out_dir` (replaced atomically), and return the stage's metrics."""
+    s, t_start = params.sft, time.perf_counter()
+    steps = builders.read_steps(dataset_dir, s.rows)
+    if s.max_samples:
+        steps = steps[:s.max_samples]
+    train, val = builders.sft_split(steps, s.val_fraction, s.seed)
+    if not train:
+        raise SFTError(f"no training steps left after holding out {s.val_fraction:.0%} of tasks")
+    log(f"sft: {len(train)} train / {len(val)} validation steps ({s.rows}) from {dataset_dir}")
+    pm = build_model(params.model, [r["prompt"] for r in train] + [r["response"] for r in train], seed=s.seed)
+    trainable, total = set_finetune_mode(pm, s.mode)
+    if s.lora:
+        apply_lora(pm, params)
+        trainable = sum(p.numel() for p in pm.model.parameters() if p.requires_grad)
+    if trainable == 0:
+        raise SFTError(f"sft.mode {s.mode} trains no parameters of this model")
+    t0 = time.perf_counter()
+    train_ex, cut_train = encode_steps(pm, train)
+    val_ex, cut_val = encode_steps(pm, val)
+    t_encode = time.perf_counter() - t0
+    tokens = sum(len(e.input_ids) for e in train_ex)
+    log(f"sft: model {params.model.family}/{params.model.preset} {total / 1e6:.2f}M parameters, "
+        f"{trainable / 1e6:.2f}M trained ({s.mode}{' + LoRA' if s.lora else ''}); encoded in {t_encode:.1f} s")
+
+    work = Path(work_dir or tempfile.mkdtemp(prefix="octopus-sft-"))
+    trainer = make_trainer(pm, train_ex, val_ex, params, work)
+    val_start = trainer.evaluate()["eval_loss"] if val_ex else None
+    t0 = time.perf_counter()
+    result = trainer.train()
+    train_s = time.perf_counter() - t0
+    val_end = trainer.evaluate()["eval_loss"] if val_ex else None
+    if not math.isfinite(result.training_loss):
+        raise SFTError(f"training diverged (loss {result.training_loss}); lower sft.learning_rate")
+    if s.lora:
+        pm.model = pm.model.merge_and_unload()
+    curve = _curve(trainer.state.log_history, val_start)
+    quality = generation_quality(pm, val, val_ex, params, quality_samples) if val_ex else {"generated": 0}
+    _save_atomic(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
+                                     "data": builders.fingerprint(train)})
+    epochs = trainer.state.epoch or 0.0
+    samples = len(train_ex) * epochs
+    metrics = {
+        "train_steps": len(train_ex), "val_steps": len(val_ex), "train_tasks": len({r["task_id"] for r in train}),
+        "val_tasks": len({r["task_id"] for r in val}), "truncated_prompts": cut_train + cut_val,
+        "parameters": total, "trainable_parameters": trainable, "mode": s.mode, "lora": s.lora,
+        "epochs": round(epochs, 3), "optimizer_steps": trainer.state.global_step,
+        "train_loss": round(curve[-1]["train_loss"] if curve and curve[-1].get("train_loss") is not None
+                            else result.training_loss, 4),
+        "train_loss_mean": round(result.training_loss, 4),
+        "val_loss_start": _r(val_start), "val_loss": _r(val_end),
+        "samples_per_s": round(samples / train_s, 3), "tokens_per_s": round(tokens * epochs / train_s, 1),
+        "train_s": round(train_s, 2), "encode_s": round(t_encode, 2), "wall_s": round(time.perf_counter() - t_start, 2),
+        "peak_memory_mb": round(peak_memory_mb(), 1), "device": str(trainer.args.device),
+        "quality": quality,
+    }
+    if not work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"metrics": metrics, "curve": curve}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def _curve(history: list[dict], val_start: float | None) -> list[dict]:
+    """One row per logged step: step, train_loss and/or val_loss (DVC plots)."""
+    rows: dict[int, dict] = {}
+    if val_start is not None:
+        rows[0] = {"step": 0, "val_loss": round(val_start, 4)}
+    for h in history:
+        step = int(h.get("step", 0))
+        if "loss" in h:
+            rows.setdefault(step, {"step": step})["train_loss"] = round(float(h["loss"]), 4)
+        if "eval_loss" in h and step > 0:
+            rows.setdefault(step, {"step": step})["val_loss"] = round(float(h["eval_loss"]), 4)
+    return [rows[k] for k in sorted(rows)]
+
+
+def _save_atomic(pm: PolicyModel, out: Path, extra: dict) -> None:
+    """Write the checkpoint next to `out`, then swap it in: a reader never sees half a model."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pm.meta.update(extra)
+    pm.save(tmp)
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,133 @@
+"""The sft stage: TRL's SFTTrainer with our collator and loss, end to end through the CLI, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from octopus.config import Params
+from octopus.model.factory import build_model, set_finetune_mode
+from octopus.training.sft import make_trainer, train_sft
+from tests.model.conftest import SIZE, TEXTS, prompt, response, views
+from tests.validation import dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"model": {"image_size": SIZE, "max_length": 256, "vocab_size": 400, "max_new_tokens": 16, "batch_size": 4},
+        "sft": {"rows": "all", "epochs": 2, "batch_size": 4, "eval_every": 2, "log_every": 1, "val_fraction": 0.34,
+                "report_to": "none"}}
+
+
+def _params(**over) -> Params:
+    from octopus.config import parse_params
+    raw = {k: dict(v) for k, v in TINY.items()}
+    for section, values in over.items():
+        raw[section].update(values)
+    return parse_params(raw)
+
+
+def test_a_few_trainer_steps_change_the_parameters_and_lower_the_loss(tmp_path):
+    p = _params(sft={"epochs": 12, "learning_rate": 3e-3, "warmup_ratio": 0.0, "eval_every": 1000})
+    pm = build_model(p.model, TEXTS, seed=0)
+    set_finetune_mode(pm, "full")
+    examples = [pm.encode(prompt(), views(k), response(o)) for k, o in enumerate(("apple_1", "bacon_1"))] * 2
+    before = {n: q.detach().clone() for n, q in pm.model.named_parameters()}
+    trainer = make_trainer(pm, examples, examples[:2], p, tmp_path)
+    start = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    end = trainer.evaluate()["eval_loss"]
+    assert end < 0.7 * start
+    still = [n for n, q in pm.model.named_parameters() if torch.equal(q.detach(), before[n])]
+    # Idefics feeds the resampler the vision encoder's last hidden state, before its post_layernorm
+    assert all(n.startswith("model.vision_model.post_layernorm.") for n in still), still
+
+
+def test_loss_is_the_models_own_on_response_tokens(tmp_path):
+    p = _params()
+    pm = build_model(p.model, TEXTS, seed=0)
+    ex = pm.encode(prompt(), views(0), response())
+    trainer = make_trainer(pm, [ex], [], p, tmp_path)
+    batch = pm.collate([ex])
+    pm.model.eval()
+    with torch.no_grad():
+        ours = trainer.compute_loss(pm.model, dict(batch))
+        logits = pm.model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0, :-1]
+        labels = batch["labels"][0, 1:]
+        ref = torch.nn.functional.cross_entropy(logits[labels != -100], labels[labels != -100])
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_lora_trains_adapters_and_the_connector_then_merges(tmp_path):
+    data = dataset.write_dataset(tmp_path / "dataset", dataset.base_shards(SIZE))
+    p = _params(sft={"lora": True, "lora_r": 4, "mode": "connector_lm", "epochs": 1})
+    out = train_sft(p, data, tmp_path / "sft", log=lambda s: None, quality_samples=2)
+    m = out["metrics"]
+    assert m["lora"] and 0 < m["trainable_parameters"] < m["parameters"]
+    from safetensors.torch import load_file
+    keys = load_file(str(tmp_path / "sft" / "model.safetensors")).keys()
+    assert not any("lora" in k for k in keys)  # merged into the base weights: loads as a plain model
+
+
+def _project(tmp_path: Path, **over) -> Path:
+    raw = {k: dict(v) for k, v in TINY.items()}
+    for section, values in over.items():
+        raw.setdefault(section, {}).update(values)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    return tmp_path
+
+
+def _sft(cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "COLUMNS": "400"}
+    return subprocess.run([sys.executable, "-m", "octopus", "sft"], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_sft_cli_trains_saves_and_reports(tmp_path):
+    project = _project(tmp_path, sft={"report_to": "wandb"})
+    dataset.write_dataset(project / "data" / "dataset", dataset.base_shards(SIZE))
+    proc = _sft(project)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((project / "reports" / "sft.json").read_text())
+    assert m["train_steps"] + m["val_steps"] == 15 and m["val_tasks"] == 1
+    assert m["val_loss"] < m["val_loss_start"] and m["samples_per_s"] > 0 and m["peak_memory_mb"] > 0
+    assert m["quality"]["generated"] > 0 and 0 <= m["quality"]["parse_rate"] <= 1
+    curve = json.loads((project / "reports" / "sft_curve.json").read_text())
+    assert curve[0]["step"] == 0 and any("train_loss" in r for r in curve)
+    assert (project / "wandb").is_dir()  # tracked offline, without network
+    from octopus.model.policy import Policy
+    policy = Policy.from_pretrained(project / "models" / "sft", max_new_tokens=8)
+    assert isinstance(policy.respond({"text": prompt(), "views": views(0)}), str)
+    assert "val loss" in proc.stderr
+
+
+@pytest.mark.slow
+def test_sft_cli_rejects_missing_and_corrupt_data_and_bad_params(tmp_path):
+    project = _project(tmp_path)
+    proc = _sft(project)
+    assert proc.returncode == 1 and "no Parquet shards" in proc.stderr and "dvc repro collect" in proc.stderr
+    shards = dataset.write_dataset(project / "data" / "dataset", dataset.base_shards(SIZE))
+    victim = sorted(shards.glob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    proc = _sft(project)
+    assert proc.returncode == 1 and "not a readable Parquet shard" in proc.stderr and victim.name in proc.stderr
+    assert not (project / "models" / "sft").exists()  # nothing half-written
+    (project / "params.yaml").write_text(yaml.safe_dump({"sft": {"mode": "head"}}))
+    proc = _sft(project)
+    assert proc.returncode == 2 and "sft.mode: must be one of" in proc.stderr
+
+
+def test_undecodable_views_name_the_step(tmp_path):
+    from octopus.data.schema import DatasetError
+    shards = dataset.base_shards(SIZE)
+    shards[0][0]["images"][3] = {"bytes": b"not a png", "path": None}
+    data = dataset.write_dataset(tmp_path / "dataset", shards)
+    with pytest.raises(DatasetError, match=r"set_table/e0/n0: image 3 does not decode"):
+        train_sft(replace(_params(), sft=replace(_params().sft, epochs=0.1)), data, tmp_path / "sft", log=lambda s: None)
