@@ -23,18 +23,24 @@ $(VENV)/.installed: pyproject.toml
 
 install: sysdeps $(VENV)/.installed  ## create the project virtualenv with every pinned dependency
 
-run: install  ## the main job on the embedded defaults: the pipeline through DVC (tasks, collect, validate), then a demo episode
+DEMO_TASK = $$($(BIN)/octopus tasks list --split eval_seen --json | head -1 | $(PY) -c "import json,sys; print(json.loads(sys.stdin.readline())['id'])")
+
+run: install  ## the main job on the embedded defaults: the pipeline through DVC (tasks, collect, validate, sft), then demo episodes
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 	$(BIN)/octopus tasks check
-	$(BIN)/octopus sim run $$($(BIN)/octopus tasks list --split eval_seen --json | head -1 | $(PY) -c "import json,sys; print(json.loads(sys.stdin.readline())['id'])") --agent oracle --save-views demo-views
+	$(BIN)/octopus sim run $(DEMO_TASK) --agent oracle --save-views demo-views
+	@# the trained policy on the same task: exit 1 (task not completed) is a result, not an error
+	$(BIN)/octopus sim run $(DEMO_TASK) --agent policy --model models/sft > demo-policy.log; rc=$$?; \
+		tail -n 3 demo-policy.log; echo "policy episode: demo-policy.log"; [ $$rc -le 1 ]
 
 test: install  ## the test suite
 	$(BIN)/pytest
 
-bench: install  ## simulator throughput, collection steps/min with 1 and 2 workers, no-op dvc repro time
+bench: install  ## simulator throughput, collection steps/min with 1 and 2 workers, no-op dvc repro time, SFT and policy speed
 	$(BIN)/octopus sim bench --json
 	$(BIN)/octopus sim bench --json --distractors 12 --no-render
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/octopus data bench --json
+	$(BIN)/octopus model bench --json
 
 clean-cache:  ## drop the cached task suite (rebuilt on next use)
 	rm -rf $${OCTOPUS_CACHE:-$$HOME/.cache/octopus}

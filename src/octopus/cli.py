@@ -354,6 +354,8 @@ def sft_cmd(params: Path = PARAMS) -> None:
     except (DatasetError, ModelError, SFTError, ValueError) as err:
         console.print(f"[red]sft failed:[/] {err}")
         raise typer.Exit(1) from None
+    if not out["main"]:
+        return
     m = out["metrics"]
     _write_json(paths.report("sft"), m)
     _write_json(paths.SFT_CURVE, out["curve"])

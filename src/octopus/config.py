@@ -180,7 +180,7 @@ class SFTParams:
     lora: bool = _f(False, "train LoRA adapters (peft) on the LM instead of its full weights")
     lora_r: int = _f(16, "LoRA rank", lo=1, hi=1024)
     lora_alpha: int = _f(32, "LoRA alpha", lo=1)
-    epochs: float = _f(3.0, "passes over the training steps", lo=0.01, hi=1000)
+    epochs: float = _f(10.0, "passes over the training steps", lo=0.01, hi=1000)
     max_steps: int = _f(-1, "optimizer steps (overrides epochs when > 0)", lo=-1)
     batch_size: int = _f(8, "samples per device per optimizer step", lo=1, hi=4096)
     grad_accum: int = _f(1, "gradient accumulation steps", lo=1, hi=1024)

@@ -100,18 +100,28 @@ def collate(spec: InputSpec, examples: list[Example], pad_left: bool = False) ->
         raise ValueError("cannot collate an empty batch")
     if any(ex.views is None for ex in examples):
         raise ValueError("every example needs its 10 views")
+    batch, offsets = pad(examples, spec.pad_token_id, pad_left)
+    img_mask = torch.zeros((*batch["input_ids"].shape, N_VIEWS), dtype=torch.long)
+    for b, (ex, off) in enumerate(zip(examples, offsets)):
+        pos = torch.arange(len(ex.input_ids)).unsqueeze(1)
+        img_mask[b, off:off + len(ex.input_ids)] = (pos >= torch.tensor(ex.image_positions).unsqueeze(0)).long()
+    return {**batch, "image_attention_mask": img_mask, "pixel_values": pixel_tensor(spec, [ex.views for ex in examples])}
+
+
+def pad(examples: list, pad_token_id: int, pad_left: bool) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """input_ids / attention_mask / labels padded to the longest example, and where each one starts."""
+    if not examples:
+        raise ValueError("cannot collate an empty batch")
     n = max(len(ex.input_ids) for ex in examples)
-    ids = torch.full((len(examples), n), spec.pad_token_id, dtype=torch.long)
+    ids = torch.full((len(examples), n), pad_token_id, dtype=torch.long)
     labels = torch.full((len(examples), n), IGNORE, dtype=torch.long)
     attn = torch.zeros((len(examples), n), dtype=torch.long)
-    img_mask = torch.zeros((len(examples), n, N_VIEWS), dtype=torch.long)
+    offsets = []
     for b, ex in enumerate(examples):
         k = len(ex.input_ids)
         off = n - k if pad_left else 0
         ids[b, off:off + k] = torch.tensor(ex.input_ids)
         labels[b, off:off + k] = torch.tensor(ex.labels)
         attn[b, off:off + k] = 1
-        pos = torch.arange(k).unsqueeze(1)
-        img_mask[b, off:off + k] = (pos >= torch.tensor(ex.image_positions).unsqueeze(0)).long()
-    return {"input_ids": ids, "attention_mask": attn, "labels": labels, "image_attention_mask": img_mask,
-            "pixel_values": pixel_tensor(spec, [ex.views for ex in examples])}
+        offsets.append(off)
+    return {"input_ids": ids, "attention_mask": attn, "labels": labels}, offsets

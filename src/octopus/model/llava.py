@@ -18,7 +18,7 @@ import torch
 from octopus.config import ModelParams
 from octopus.data.schema import N_VIEWS
 from octopus.model.factory import Family, ModelError, PolicyModel, _hub_error, register_family
-from octopus.model.inputs import IGNORE, RESPONSE_MARK
+from octopus.model.inputs import IGNORE, RESPONSE_MARK, pad
 
 
 @dataclass(frozen=True)
@@ -93,22 +93,11 @@ class AutoFamily(Family):
         return AutoExample(prompt_ids + answer, [IGNORE] * len(prompt_ids) + answer, views.astype(np.uint8), cut)
 
     def collate(self, pm: PolicyModel, examples: list, pad_left: bool) -> dict[str, torch.Tensor]:
-        if not examples:
-            raise ValueError("cannot collate an empty batch")
-        n = max(len(ex.input_ids) for ex in examples)
-        ids = torch.full((len(examples), n), pm.spec.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(examples), n), IGNORE, dtype=torch.long)
-        attn = torch.zeros((len(examples), n), dtype=torch.long)
-        for b, ex in enumerate(examples):
-            k = len(ex.input_ids)
-            off = n - k if pad_left else 0
-            ids[b, off:off + k] = torch.tensor(ex.input_ids)
-            labels[b, off:off + k] = torch.tensor(ex.labels)
-            attn[b, off:off + k] = 1
+        batch, _ = pad(examples, pm.spec.pad_token_id, pad_left)
         from PIL import Image
         images = [Image.fromarray(v) for ex in examples for v in ex.views]  # all samples' views, in order
         pixels = pm.processor.image_processor(images, return_tensors="pt")
-        return {"input_ids": ids, "attention_mask": attn, "labels": labels, **dict(pixels)}
+        return {**batch, **dict(pixels)}
 
     def groups(self, model) -> dict[str, str]:
         return {n: next((g for key, g in self._GROUPS if key in n), "lm") for n, _ in model.named_parameters()}

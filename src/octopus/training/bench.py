@@ -23,7 +23,7 @@ import torch
 from octopus.config import Params
 from octopus.data import builders
 from octopus.model.factory import build_model, set_finetune_mode
-from octopus.training.sft import IndexedCollator, _index_dataset, encode_steps, make_trainer, peak_memory_mb
+from octopus.training.sft import IndexedCollator, _index_dataset, encode_steps, make_trainer, peak_memory_mb, quiet
 
 
 def _trainer(kind: str, pm, examples: list, params: Params, work: Path):
@@ -37,11 +37,12 @@ def _trainer(kind: str, pm, examples: list, params: Params, work: Path):
     data, collator = _index_dataset(0, len(examples)), IndexedCollator(pm, examples)
     if kind == "trainer":
         from transformers import Trainer, TrainingArguments
-        return Trainer(model=pm.model, args=TrainingArguments(**common), train_dataset=data, data_collator=collator)
+        return quiet(Trainer(model=pm.model, args=TrainingArguments(**common), train_dataset=data,
+                             data_collator=collator))
     from trl import SFTConfig, SFTTrainer
-    return SFTTrainer(model=pm.model, args=SFTConfig(**common, dataset_kwargs={"skip_prepare_dataset": True},
-                                                     max_length=None),
-                      train_dataset=data, data_collator=collator, processing_class=pm.tokenizer)
+    return quiet(SFTTrainer(model=pm.model, args=SFTConfig(**common, dataset_kwargs={"skip_prepare_dataset": True},
+                                                           max_length=None),
+                            train_dataset=data, data_collator=collator, processing_class=pm.tokenizer))
 
 
 def run_train_bench(params: Params, dataset_dir: str | Path, steps: int = 30, repeats: int = 3,

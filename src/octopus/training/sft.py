@@ -19,6 +19,7 @@ import math
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from transformers import TrainerCallback
 
 from octopus.config import Params
 from octopus.data import builders
@@ -92,11 +94,30 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
         **precision_flags(s.precision))
     # one collator over train + validation examples; the validation indices follow the training ones
     n = len(train_examples)
-    return OctopusSFTTrainer(model=pm.model, args=cfg, train_dataset=_index_dataset(0, n),
+    return quiet(OctopusSFTTrainer(model=pm.model, args=cfg, train_dataset=_index_dataset(0, n),
                              eval_dataset=_index_dataset(n, len(val_examples)) if val_examples else None,
                              data_collator=IndexedCollator(pm, train_examples + val_examples),
                              processing_class=pm.tokenizer,
-                             callbacks=callbacks)
+                             callbacks=callbacks))
+
+
+class StderrLogs(TrainerCallback):
+    """Trainer logs as one short line on stderr (stdout stays clean for --json output)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            keep = {k: v for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm")}
+            if keep:
+                print(f"step {state.global_step} epoch {state.epoch or 0:.2f} " +
+                      " ".join(f"{k}={v:.4g}" for k, v in keep.items()), file=sys.stderr, flush=True)
+
+
+def quiet(trainer):
+    """Swap transformers' stdout printer for `StderrLogs`."""
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(StderrLogs())
+    return trainer
 
 
 def apply_lora(pm: PolicyModel, params: Params) -> None:
@@ -143,15 +164,18 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
             compiled += 1
         except (ResponseFormatError, SyntaxError, ValueError):
             pass
-        same += text.strip() == steps[i]["response"].strip()
+        try:  # the same program as the teacher's (whitespace aside)?
+            same += r.code.split() == parse_response(steps[i]["response"]).code.split()
+        except ResponseFormatError:
+            pass
     k = len(picked)
     return {"generated": k, "parse_rate": round(parsed / k, 4), "compile_rate": round(compiled / k, 4),
-            "exact_match_rate": round(same / k, 4), "responses_per_s": round(k / took, 3),
+            "code_match_rate": round(same / k, 4), "responses_per_s": round(k / took, 3),
             "sample": texts[0][:2000]}
 
 
 def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
-              log: Callable[[str], None] = print, quality_samples: int = 32) -> dict[str, Any]:
+              log: Callable[[str], None] = print, quality_samples: int = 64) -> dict[str, Any]:
     """Train, save the policy to `out_dir` (replaced atomically), and return the stage's metrics."""
     s, t_start = params.sft, time.perf_counter()
     steps = builders.read_steps(dataset_dir, s.rows)
@@ -188,6 +212,10 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     if s.lora:
         pm.model = pm.model.merge_and_unload()
     curve = _curve(trainer.state.log_history, val_start)
+    main = trainer.is_world_process_zero()  # under `accelerate launch`, one process writes
+    if not main:
+        return {"metrics": {}, "curve": curve, "main": False}
+    pm.model = trainer.accelerator.unwrap_model(pm.model)
     quality = generation_quality(pm, val, val_ex, params, quality_samples) if val_ex else {"generated": 0}
     _save_atomic(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
                                      "data": builders.fingerprint(train)})
@@ -209,7 +237,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     }
     if not work_dir:
         shutil.rmtree(work, ignore_errors=True)
-    return {"metrics": metrics, "curve": curve}
+    return {"metrics": metrics, "curve": curve, "main": True}
 
 
 def _r(x: float | None) -> float | None:
