@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install sysdeps run test bench demo clean-cache
+.PHONY: install sysdeps run test bench demo eval clean-cache
 
 # Offscreen rendering (MuJoCo on the CPU) needs Mesa's EGL and software GL driver from the system.
 MESA_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri
@@ -32,6 +32,10 @@ run: install  ## the main job on the embedded defaults: the pipeline through DVC
 	@# the trained policy on the same task: exit 1 (task not completed) is a result, not an error
 	$(BIN)/octopus sim run $(DEMO_TASK) --agent policy --model models/sft > demo-policy.log; rc=$$?; \
 		tail -n 3 demo-policy.log; echo "policy episode: demo-policy.log"; [ $$rc -le 1 ]
+
+eval: install  ## the evaluate stage (reproducing what it needs through DVC), then the table
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro evaluate
+	@cat reports/evaluate.md
 
 test: install  ## the test suite
 	$(BIN)/pytest

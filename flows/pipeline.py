@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("tasks", "collect", "validate", "sft")  # later: reward, rlef, evaluate
+STAGES = ("tasks", "collect", "validate", "sft", "evaluate")  # later: reward, rlef before evaluate
 
 
 @task(retries=2, retry_delay_seconds=10, task_run_name="dvc-repro-{stage}")

@@ -11,6 +11,7 @@
     octopus data bench [--json]              collection throughput with 1 and 2 workers, no-op dvc repro
     octopus sft                              the sft stage (TRL SFTTrainer; models/sft, reports/sft.json)
     octopus model bench [--json]             SFT samples/s vs a plain Trainer; policy responses/s
+    octopus evaluate                         the evaluate stage (Table 3 on the suite; reports/evaluate.*)
 
 Only this module reads argv, params files and the environment; everything else takes typed params.
 """
@@ -364,6 +365,37 @@ def sft_cmd(params: Path = PARAMS) -> None:
                   f"({m['samples_per_s']:.1f} samples/s, {m['tokens_per_s']:.0f} tokens/s); val loss "
                   f"{m['val_loss_start']} -> {m['val_loss']}; held-out responses parse {q.get('parse_rate')} / "
                   f"compile {q.get('compile_rate')}; saved {paths.SFT_MODEL}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(params: Path = PARAMS) -> None:
+    """The evaluate stage: every agent of `evaluate.agents` on the evaluation suite; prints the Table-3 table.
+
+    Writes reports/evaluate.json (metrics), reports/evaluate.md (the table), reports/evaluate_plots.json
+    and the HTML rollout report reports/rollouts/index.html (views, code, errors of every episode)."""
+    import shutil
+
+    from octopus import paths
+    from octopus.data.collect import read_suite
+    from octopus.evaluation.report import render_table
+    from octopus.evaluation.stage import EvaluateError, run_evaluate
+    from octopus.sim.render import RenderError
+    p = _params(params)
+    from octopus.data.flow import ensure_prefect_api
+    try:
+        tasks = read_suite(paths.SUITE_TASKS).evaluation()[:p.evaluate.max_tasks]
+        if p.evaluate.runner != "thread":
+            ensure_prefect_api()
+        out = run_evaluate(p, tasks)
+    except (EvaluateError, RenderError, OSError, ValueError) as err:
+        console.print(f"[red]evaluate failed:[/] {err}")
+        raise typer.Exit(1) from None
+    finally:
+        shutil.rmtree(paths.EVAL_VIEWS, ignore_errors=True)  # copied into the HTML report
+    typer.echo(render_table(out["results"]))
+    m = out["meta"]
+    console.print(f"evaluate: {m['episodes']} episodes in {m['wall_s']:.0f} s ({m['episodes_per_min']} per min on "
+                  f"{p.evaluate.workers} worker(s)); table {paths.EVAL_TABLE}, rollouts {paths.EVAL_HTML}/index.html")
 
 
 def _write_json(path: Path, obj) -> None:

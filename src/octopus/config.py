@@ -199,6 +199,25 @@ class SFTParams:
 
 
 @dataclass(frozen=True)
+class EvaluateParams:
+    """The evaluate stage: agents on the 60-task evaluation suite (paper Tables 3-4)."""
+
+    agents: list = _f(["random", "oracle", "octopus_sft"], "table rows: random | oracle | octopus_sft | llm "
+                      "(collect.llm's endpoint, the paper's GPT-4 rows)")
+    max_tasks: Optional[int] = _f(None, "evaluate on the first N suite tasks only (null: all 60; for quick checks)",
+                                  lo=1)
+    seeds: int = _f(3, "episodes per task for agents that sample (random, llm, a policy with temperature > 0)",
+                    lo=1, hi=100)
+    n_boot: int = _f(1000, "bootstrap resamples of the tasks for confidence intervals", lo=10)
+    seed: int = _f(0, "bootstrap seed", lo=0)
+    workers: int = _f(2, "parallel episode workers", lo=1, hi=512)
+    runner: str = _f("process", "Prefect task runner", choices=("process", "thread", "dask", "ray"))
+    runner_address: str = _f("", "dask scheduler / ray cluster address (empty: start a local one)")
+    task_retries: int = _f(1, "retries of an episode that crashed before it is recorded as a failure", lo=0)
+    save_views: bool = _f(True, "keep each step's views for the HTML rollout report")
+
+
+@dataclass(frozen=True)
 class Params:
     sim: SimParams = field(default_factory=SimParams)
     tasks: TasksParams = field(default_factory=TasksParams)
@@ -207,6 +226,7 @@ class Params:
     validate: ValidateParams = field(default_factory=ValidateParams)
     model: ModelParams = field(default_factory=ModelParams)
     sft: SFTParams = field(default_factory=SFTParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def _check(section: str, f: dataclasses.Field, typ: Any, value: Any) -> Any:

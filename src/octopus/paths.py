@@ -17,6 +17,10 @@ MODELS = Path("models")
 SFT_MODEL = MODELS / "sft"                  # sft stage: the policy checkpoint (save_pretrained + octopus.json)
 REPORTS = Path("reports")
 SFT_CURVE = REPORTS / "sft_curve.json"      # sft stage: loss per logged step (DVC plots)
+EVAL_TABLE = REPORTS / "evaluate.md"        # evaluate stage: the Table-3-shaped table
+EVAL_PLOTS = REPORTS / "evaluate_plots.json"  # evaluate stage: task completion per agent and split (DVC plots)
+EVAL_HTML = REPORTS / "rollouts"            # evaluate stage: static HTML rollout report (index.html)
+EVAL_VIEWS = DATA / "eval-views"            # evaluate stage: step views, copied into the HTML report
 MANIFEST = "manifest.json"
 
 

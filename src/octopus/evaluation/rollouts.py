@@ -1,0 +1,182 @@
+"""Roll an agent out on one task: every step recorded, crashes recorded as failed episodes, never raised.
+
+    agent = make_agent("oracle")
+    record = rollout(agent, suite.get(task_id), params, seed=0, name="oracle", views_dir=Path("views"))
+    record.success, record.steps_to_success, record.plan_score, record.steps[0].error
+    json.dumps(record.to_dict());  EpisodeRecord.from_dict(d)
+
+An episode runs until the task's goal holds or `params.sim.max_steps` responses were stepped. Each
+step keeps the response (clipped), its parsed code, the simulator's feedback, the goal progress after
+the step and, with `views_dir`, a small contact sheet of the 10 views the agent saw before answering
+(`<views_dir>/<agent>/<task>/seed<k>/stepNN.png`, stored relative to `views_dir`). An exception from
+the agent or the simulator ends the episode as a failure with the message in `error`; only a
+`RenderError` (this machine cannot draw at all: a setup problem, not the agent's failure) propagates.
+The caller builds the agent with `seed` and closes it; `seed` is recorded with the episode.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from octopus.agents import Agent
+from octopus.config import Params
+from octopus.sim.episode import Episode
+from octopus.sim.render import RenderError
+from octopus.sim.tasks import Task
+from octopus.sim.world import World
+
+RESPONSE_CHARS = 4000   # model output can be arbitrarily long; the record keeps the head
+ERROR_CHARS = 2000
+SHEET_WIDTH = 480       # px: a step's contact sheet is downscaled to this width for the HTML report
+
+
+@dataclass
+class StepRecord:
+    """One stepped response and what the simulator made of it."""
+
+    step: int                         # 1-based, as `Episode.steps` after the step
+    response: str                     # the agent's text, clipped to RESPONSE_CHARS
+    code: str | None                  # the parsed `act(...)` code, None when the response did not parse
+    parsed: bool
+    executed: bool                    # the code ran without error (targets may still be unmet)
+    error: str | None                 # the feedback the agent reads next (None: the step succeeded)
+    target_states_met: bool
+    progress: float                   # goal progress after the step (bddl's best share of goal literals)
+    task_success: bool
+    grounding: dict[str, str] | None = None   # names the agent's post-processing replaced (policy agents)
+    views: str | None = None          # contact sheet of the views seen before the step, relative to views_dir
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StepRecord":
+        return cls(**_known(cls, d))
+
+
+@dataclass
+class EpisodeRecord:
+    """One episode of one agent on one task and seed (JSON-able through `to_dict` / `from_dict`)."""
+
+    agent: str
+    task_id: str
+    split: str
+    category: str
+    scene: str
+    seed: int
+    instruction: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+    success: bool = False
+    steps_to_success: int | None = None   # steps taken when the task succeeded, None when it failed
+    plan_score: float = 0.0               # the best goal progress reached, the initial state included
+    initial_progress: float = 0.0
+    wall_s: float = 0.0
+    error: str | None = None              # set when the episode crashed (agent or simulator exception)
+
+    @property
+    def crashed(self) -> bool:
+        return self.error is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EpisodeRecord":
+        values = _known(cls, d)
+        values["steps"] = [s if isinstance(s, StepRecord) else StepRecord.from_dict(s) for s in d.get("steps", [])]
+        return cls(**values)
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """The fields `cls` has (records written by a newer version still load)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\n... [{len(text) - limit} more characters]"
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of an agent or task name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "_"
+
+
+def views_path(agent: str, task_id: str, seed: int, step: int) -> Path:
+    """Where a step's contact sheet goes, relative to `views_dir`."""
+    return Path(slug(agent)) / slug(task_id) / f"seed{seed}" / f"step{step:02d}.png"
+
+
+class _Sheets:
+    """Writes downscaled contact sheets of the current views, with one renderer for the episode."""
+
+    def __init__(self, root: Path, params: Params) -> None:
+        self.root, self.params = root, params
+        self.renderer = None
+
+    def save(self, world: World, rel: Path) -> str:
+        from PIL import Image
+
+        from octopus.sim.render import SceneRenderer, contact_sheet, save_png
+        if self.renderer is None:
+            self.renderer = SceneRenderer(world, self.params.render, seed=self.params.sim.seed)
+        img = Image.fromarray(contact_sheet(self.renderer.observe().rgb))
+        if img.width > SHEET_WIDTH:
+            img = img.resize((SHEET_WIDTH, max(1, round(img.height * SHEET_WIDTH / img.width))), Image.LANCZOS)
+        save_png(np.asarray(img), self.root / rel)
+        return rel.as_posix()
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+
+def _grounding(agent: Agent) -> dict[str, str] | None:
+    g = getattr(agent, "last_grounding", None)
+    mapping = getattr(g, "mapping", None)
+    return {str(k): str(v) for k, v in mapping.items()} if mapping is not None else None
+
+
+def rollout(agent: Agent, task: Task, params: Params, seed: int = 0, views_dir: Path | None = None,
+            name: str | None = None) -> EpisodeRecord:
+    """Run one episode of `task` with `agent` (named `name`, else its `name` attribute or class name)."""
+    agent_name = name or getattr(agent, "name", None) or type(agent).__name__
+    record = EpisodeRecord(agent_name, task.id, task.split, task.category, task.scene, seed, task.instruction)
+    sheets = _Sheets(Path(views_dir), params) if views_dir is not None else None
+    t0 = time.perf_counter()
+    try:
+        episode = Episode(task, params.sim)
+        record.initial_progress = record.plan_score = float(episode.goal.progress())
+        while not episode.success and episode.steps < episode.sim.max_steps:
+            n = episode.steps + 1
+            seen = sheets.save(episode.world, views_path(agent_name, task.id, seed, n)) if sheets else None
+            text = agent.respond(episode)
+            grounding = _grounding(agent)
+            result = episode.step(text)
+            record.steps.append(StepRecord(
+                step=result.step, response=_clip(str(text), RESPONSE_CHARS),
+                code=episode.previous_code if result.parsed else None, parsed=bool(result.parsed),
+                executed=bool(result.executed),
+                error=_clip(result.error, ERROR_CHARS) if result.error is not None else None,
+                target_states_met=bool(result.target_states_met), progress=float(result.progress),
+                task_success=bool(result.task_success), grounding=grounding, views=seen))
+            record.plan_score = max(record.plan_score, float(result.progress))
+        record.success = bool(episode.success)
+    except RenderError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any agent or simulator failure is the episode's result
+        record.error = _clip(f"{type(err).__name__}: {err}", ERROR_CHARS)
+        record.success = False
+    finally:
+        if sheets is not None:
+            sheets.close()
+        record.wall_s = round(time.perf_counter() - t0, 3)
+    record.steps_to_success = len(record.steps) if record.success else None
+    return record

@@ -1,0 +1,179 @@
+"""The evaluate stage: every configured agent on the evaluation suite, fanned out through Prefect.
+
+    octopus evaluate                      # what `dvc repro evaluate` and `make eval` run
+    results = evaluate(params)            # the same from Python (a Prefect flow)
+
+One Prefect task run per (agent, task, seed), over `evaluate.workers` processes (or threads, Dask,
+Ray: `evaluate.runner`, as for collection). A task run that raises is retried
+`evaluate.task_retries` times; one that still fails is recorded as a crashed, failed episode, so
+every (agent, task, seed) is in the table and nothing is silently dropped. Agents (rows of the
+table) are registered by name in `AGENT_ROWS`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.futures import as_completed
+
+from octopus import paths
+from octopus.config import Params
+from octopus.evaluation.metrics import summarize
+from octopus.evaluation.report import write_reports
+from octopus.evaluation.rollouts import EpisodeRecord, rollout
+from octopus.sim.tasks import Task
+
+#: the paper's OctoGibson task completion (Table 3, first value of each cell: the human plan score is not reproduced)
+_COLS = ("Seen Env", "Unseen Env", "Follow", "Reason", "Total")
+PAPER = {name: dict(zip(_COLS, vals)) for name, vals in {
+    "GPT-4": (0.42, 0.46, 0.49, 0.27, 0.43),
+    "GPT-4V": (0.40, 0.60, 0.42, 0.53, 0.45),
+    "LLaMA GT (O+R)": (0.07, 0.13, 0.11, 0.00, 0.08),
+    "CodeLLaMA GT (O+R)": (0.09, 0.20, 0.16, 0.00, 0.12),
+    "TAPA (step-level)": (0.16, 0.13, 0.18, 0.07, 0.15),
+    "EmbodiedGPT": (0.04, 0.27, 0.13, 0.00, 0.10),
+    "Octopus (SFT only)": (0.11, 0.27, 0.16, 0.13, 0.15),
+    "Octopus (SFT + RLEF)": (0.13, 0.33, 0.18, 0.20, 0.18),
+}.items()}
+
+
+class EvaluateError(RuntimeError):
+    """The stage cannot run (unknown agent, missing checkpoint, no tasks)."""
+
+
+def _policy(model: Path) -> Callable:
+    def make(p: Params, seed: int):
+        from octopus.agents import make_agent
+        agent = make_agent("policy", model=model, params=p)
+        agent.policy.generator_seed = seed
+        return agent
+    make.checkpoint = model
+    make.samples = lambda p: p.model.temperature > 0
+    return make
+
+
+def _plain(name: str) -> Callable:
+    def make(p: Params, seed: int):
+        from octopus.agents import make_agent
+        kwargs = {"random": {"seed": seed}, "llm": {"params": p.collect.llm, "sim": p.sim, "seed": seed}}
+        return make_agent(name, **kwargs.get(name, {}))
+    make.samples = {"random": lambda p: True, "oracle": lambda p: False,
+                    "llm": lambda p: p.collect.llm.temperature > 0}[name]
+    return make
+
+
+#: table row -> factory(params, seed) -> agent; RLEF adds its checkpoint here
+AGENT_ROWS: dict[str, Callable] = {
+    "random": _plain("random"),
+    "oracle": _plain("oracle"),
+    "octopus_sft": _policy(paths.SFT_MODEL),
+    "llm": _plain("llm"),
+}
+
+_agents: dict[tuple, object] = {}  # per worker process: agents are reused across its episodes
+
+
+@task(name="evaluate-episode", retries=1, retry_delay_seconds=1)
+def evaluate_episode(row: str, task_dict: dict, seed: int, params: Params, views_dir: str | None) -> dict:
+    key = (row, seed)
+    if params.evaluate.runner == "process" and params.evaluate.workers > 1:
+        # workers share the cores: torch's default of one thread per core in every worker oversubscribes
+        # them (10x slower generation measured with 2 workers x 2 threads on 2 cores)
+        import os
+
+        import torch
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // params.evaluate.workers))
+    if key not in _agents:
+        _agents[key] = AGENT_ROWS[row](params, seed)
+    record = rollout(_agents[key], Task(**task_dict), params, seed=seed, name=row,
+                     views_dir=Path(views_dir) if views_dir else None)
+    return record.to_dict()
+
+
+def _crashed(row: str, t: Task, seed: int, error: str) -> EpisodeRecord:
+    return EpisodeRecord(agent=row, task_id=t.id, split=t.split, category=t.category, scene=t.scene, seed=seed,
+                         instruction=t.instruction, steps=[], success=False, steps_to_success=None,
+                         plan_score=0.0, initial_progress=0.0, wall_s=0.0, error=error[:2000])
+
+
+def check_agents(params: Params) -> None:
+    unknown = [a for a in params.evaluate.agents if a not in AGENT_ROWS]
+    if unknown:
+        raise EvaluateError(f"evaluate.agents: unknown agent {unknown[0]!r}; known: {', '.join(AGENT_ROWS)}")
+    for row in params.evaluate.agents:
+        ckpt = getattr(AGENT_ROWS[row], "checkpoint", None)
+        if ckpt is not None and not (Path(ckpt) / "octopus.json").is_file():
+            raise EvaluateError(f"evaluate.agents: {row} needs the checkpoint {ckpt} (run `dvc repro sft`)")
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(params: Params, tasks: list[Task], views_dir: str | None = None) -> dict[str, list[EpisodeRecord]]:
+    """Every (agent, task, seed) episode; crashed ones recorded as failures."""
+    from octopus.data.flow import ensure_prefect_api, make_task_runner
+    e = params.evaluate
+    logger = get_run_logger()
+    if e.runner != "thread":
+        ensure_prefect_api()
+    # several seeds only where an agent samples (a greedy policy or the planner gives the same episode)
+    jobs = [(row, t, seed) for row in e.agents for seed in range(e.seeds if AGENT_ROWS[row].samples(params) else 1)
+            for t in tasks]
+    records: dict[str, list[EpisodeRecord]] = {row: [] for row in e.agents}
+    episode = evaluate_episode.with_options(retries=e.task_retries)
+    t0 = time.perf_counter()
+    with make_task_runner(e) as runner:
+        futures = {runner.submit(episode.with_options(task_run_name=f"{row}-{t.id}-s{seed}"),
+                                 {"row": row, "task_dict": t.to_dict(), "seed": seed, "params": params,
+                                  # the report shows the first seed's views (they are most of its size)
+                                  "views_dir": views_dir if seed == 0 else None}): (row, t, seed)
+                   for row, t, seed in jobs}
+        for k, fut in enumerate(as_completed(list(futures)), 1):
+            row, t, seed = futures[fut]
+            try:
+                records[row].append(EpisodeRecord.from_dict(fut.result()))
+            except Exception as err:  # noqa: BLE001 - retried already; the episode counts as a failure
+                logger.warning("%s on %s (seed %d) crashed: %s", row, t.id, seed, err)
+                records[row].append(_crashed(row, t, seed, f"{type(err).__name__}: {err}"))
+            if k % 20 == 0 or k == len(jobs):
+                logger.info("%d/%d episodes in %.0f s", k, len(jobs), time.perf_counter() - t0)
+    for row in records:
+        records[row].sort(key=lambda r: (r.task_id, r.seed))
+    return records
+
+
+def run_evaluate(params: Params, tasks: list[Task]) -> dict:
+    """The stage: episodes, summaries with bootstrap CIs, and every report file."""
+    check_agents(params)
+    if not tasks:
+        raise EvaluateError("no evaluation tasks (see tasks.eval_seen / tasks.eval_unseen)")
+    e = params.evaluate
+    views = paths.EVAL_VIEWS if e.save_views else None
+    t0 = time.perf_counter()
+    records = evaluate(params, tasks, str(views) if views else None)
+    seconds = time.perf_counter() - t0
+    results = {row: summarize(recs, n_boot=e.n_boot, seed=e.seed) for row, recs in records.items()}
+    episodes = sum(len(r) for r in records.values())
+    meta = {"params": {"evaluate": asdict(e), "model": asdict(params.model), "sim": asdict(params.sim)},
+            "git": _git(), "wall_s": round(seconds, 2), "episodes": episodes,
+            "episodes_per_min": round(60 * episodes / seconds, 2) if seconds else None,
+            "episodes_per_min_per_worker": round(60 * episodes / seconds / e.workers, 2) if seconds else None}
+    write_reports(results, paths.report("evaluate"), paths.EVAL_TABLE, paths.EVAL_PLOTS, paths.EVAL_HTML, records,
+                  paper=PAPER, views_dir=views, meta=meta)
+    with open(paths.EVAL_HTML / "episodes.jsonl", "w") as f:  # every episode, for analysis (pandas.read_json)
+        for recs in records.values():
+            for r in recs:
+                f.write(json.dumps(r.to_dict()) + "\n")
+    return {"results": results, "records": records, "meta": meta}
+
+
+def _git() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,125 @@
+"""Table 3 metrics on hand-built records: exact values, bootstrap CIs over tasks, empty groups, crashes."""
+
+import time
+
+import pytest
+
+from octopus.evaluation.metrics import GROUPS, METRICS, per_task, summarize
+from octopus.evaluation.rollouts import EpisodeRecord, StepRecord
+
+
+def step(n: int, parsed: bool = True, executed: bool = True, met: bool = True, progress: float = 0.5) -> StepRecord:
+    return StepRecord(n, "response", "code" if parsed else None, parsed, executed and parsed,
+                      None if met else "error", met, progress, False)
+
+
+def record(task_id: str, success: bool, steps: list[tuple[bool, bool, bool]], split: str = "eval_seen",
+           category: str = "follow", seed: int = 0, plan_score: float = 0.5, error: str | None = None,
+           agent: str = "a") -> EpisodeRecord:
+    recs = [step(i + 1, *s) for i, s in enumerate(steps)]
+    return EpisodeRecord(agent, task_id, split, category, "scene", seed, "do it", recs, success,
+                         len(recs) if success else None, plan_score, 0.0, 1.0, error)
+
+
+OK, BAD_CODE, UNMET, NO_PARSE = (True, True, True), (True, False, False), (True, True, False), (False, False, False)
+
+
+@pytest.fixture
+def records() -> list[EpisodeRecord]:
+    return [
+        record("t1", True, [OK, OK], plan_score=1.0),                                       # seen follow
+        record("t1", False, [BAD_CODE, UNMET, NO_PARSE], seed=1, plan_score=0.5),
+        record("t2", False, [NO_PARSE], plan_score=0.0),                                    # seen follow
+        record("t3", True, [UNMET, OK, OK, OK], split="eval_unseen", category="reason", plan_score=1.0),
+    ]
+
+
+def test_exact_values(records):
+    s = summarize(records, n_boot=200)
+    assert set(s) == set(GROUPS)
+    a = s["all"]
+    assert (a["tasks"], a["episodes"], a["crashed"], a["steps"]) == (3, 4, 0, 10)
+    assert a["task_completion"]["mean"] == pytest.approx((0.5 + 0 + 1) / 3)    # tasks weigh equally
+    assert a["code_executability"]["mean"] == pytest.approx(7 / 10)           # parsed and ran, over all steps
+    assert a["step_success"]["mean"] == pytest.approx(5 / 10)
+    assert a["mean_steps_to_success"]["mean"] == pytest.approx((2 + 4) / 2)
+    assert a["plan_score"]["mean"] == pytest.approx((0.75 + 0 + 1) / 3)
+    seen, unseen = s["seen"], s["unseen"]
+    assert seen["tasks"] == 2 and seen["task_completion"]["mean"] == pytest.approx(0.25)
+    assert seen["code_executability"]["mean"] == pytest.approx(3 / 6)
+    assert unseen["tasks"] == 1 and unseen["task_completion"] == {"mean": 1.0, "lo": 1.0, "hi": 1.0}
+    assert s["reason"]["step_success"]["mean"] == pytest.approx(3 / 4)
+    assert s["follow"]["mean_steps_to_success"]["mean"] == pytest.approx(2.0)
+
+
+def test_ci_contains_the_mean_and_lies_in_range(records):
+    for group in summarize(records, n_boot=500).values():
+        for m in METRICS:
+            v = group[m]
+            if v is not None:
+                assert v["lo"] <= v["mean"] <= v["hi"], (m, v)
+                if m != "mean_steps_to_success":
+                    assert 0.0 <= v["lo"] and v["hi"] <= 1.0
+
+
+def test_ci_narrows_with_more_tasks():
+    def width(n: int) -> float:
+        recs = [record(f"t{i}", i % 2 == 0, [OK]) for i in range(n)]
+        tc = summarize(recs, n_boot=1000)["all"]["task_completion"]
+        assert tc["mean"] == pytest.approx(0.5)
+        return tc["hi"] - tc["lo"]
+    assert width(100) < width(10) < width(4)
+
+
+def test_empty_groups_give_none():
+    s = summarize([record("t1", True, [OK])])
+    for group in ("unseen", "reason"):
+        assert s[group]["tasks"] == 0 and s[group]["episodes"] == 0
+        assert all(s[group][m] is None for m in METRICS)
+    assert summarize([])["all"]["tasks"] == 0
+
+
+def test_no_success_gives_no_mean_steps():
+    s = summarize([record("t1", False, [UNMET])])
+    assert s["all"]["mean_steps_to_success"] is None and s["all"]["task_completion"]["mean"] == 0.0
+
+
+def test_crashed_episodes_are_failures():
+    recs = [record("t1", True, [OK]), record("t2", False, [OK], error="RuntimeError: boom"),
+            record("t3", False, [], error="KeyError: 'x'")]
+    a = summarize(recs)["all"]
+    assert a["crashed"] == 2 and a["episodes"] == 3 and a["tasks"] == 3
+    assert a["task_completion"]["mean"] == pytest.approx(1 / 3)
+    assert a["code_executability"]["mean"] == 1.0  # the steps they did take still count
+
+
+def test_deterministic_for_a_seed_and_accepts_dicts(records):
+    dicts = [r.to_dict() for r in records]
+    assert summarize(records, seed=3) == summarize(dicts, seed=3)
+    assert summarize(records, seed=3) == summarize(records, seed=3)
+
+
+def test_fast_on_the_evaluation_suite_shape():
+    recs = [record(f"t{i}", i % 3 == 0, [OK, UNMET], split="eval_seen" if i < 45 else "eval_unseen",
+                   category="follow" if i % 4 else "reason", seed=k) for i in range(60) for k in range(3)]
+    t0 = time.perf_counter()
+    s = summarize(recs, n_boot=1000)
+    assert time.perf_counter() - t0 < 5.0
+    assert s["seen"]["tasks"] == 45 and s["unseen"]["tasks"] == 15 and s["all"]["episodes"] == 180
+
+
+def test_bad_arguments_and_mixed_agents(records):
+    with pytest.raises(ValueError, match="n_boot"):
+        summarize(records, n_boot=0)
+    with pytest.raises(ValueError, match="ci"):
+        summarize(records, ci=1.5)
+    with pytest.raises(ValueError, match="several agents"):
+        summarize([*records, record("t9", True, [OK], agent="b")])
+
+
+def test_per_task_rows(records):
+    rows = per_task(records)
+    assert [r["task_id"] for r in rows] == ["t1", "t2", "t3"]
+    t1 = rows[0]
+    assert t1["episodes"] == 2 and t1["success_rate"] == 0.5 and t1["plan_score"] == 0.75
+    assert rows[2]["split"] == "eval_unseen" and rows[2]["category"] == "reason"

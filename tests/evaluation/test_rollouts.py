@@ -1,0 +1,136 @@
+"""Rollouts: the oracle succeeds, random and garbage agents fail with every step recorded, crashes are recorded."""
+
+import json
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from octopus.agents import make_agent
+from octopus.evaluation.rollouts import SHEET_WIDTH, EpisodeRecord, rollout
+from octopus.sim.episode import Episode
+
+from tests.sim.conftest import kitchen_task
+
+KITCHEN_GOAL = [["inside", "apple.n.01_1", "wicker_basket.n.01_1"]]
+
+
+def with_(params, max_steps: int | None = None, size: int | None = None):
+    sim = replace(params.sim, max_steps=max_steps) if max_steps else params.sim
+    render = replace(params.render, size=size) if size else params.render
+    return replace(params, sim=sim, render=render)
+
+
+@pytest.fixture
+def kitchen():
+    return kitchen_task(KITCHEN_GOAL, "rollout_kitchen", "put an apple in the basket")
+
+
+@pytest.fixture(scope="module")
+def eval_tasks(suite):
+    """The shortest seen and unseen evaluation tasks (fast oracle rollouts), one of each category where possible."""
+    ev = sorted(suite.evaluation(), key=lambda t: (t.plan_steps or 99, t.id))
+    seen = [t for t in ev if t.split == "eval_seen"]
+    unseen = [t for t in ev if t.split == "eval_unseen"]
+    reason = [t for t in ev if t.category == "reason"]
+    return list({t.id: t for t in (seen[0], unseen[0], reason[0])}.values())
+
+
+class Scripted:
+    """Answers with the oracle, then does `then` from step `after` on (raise, garbage, expose a grounding)."""
+
+    def __init__(self, after: int, then: str) -> None:
+        self.oracle, self.after, self.then, self.calls = make_agent("oracle"), after, then, 0
+        self.last_grounding = None
+
+    def respond(self, episode):
+        self.calls += 1
+        if self.calls > self.after:
+            if self.then == "raise":
+                raise RuntimeError("the model exploded")
+            if self.then == "garbage":
+                return "I think I will <script>dance</script> now."
+        if self.then == "ground":
+            self.last_grounding = SimpleNamespace(mapping={"apple": "apple_1"})
+        return self.oracle.respond(episode)
+
+
+def test_oracle_solves_evaluation_tasks(eval_tasks, params):
+    oracle = make_agent("oracle")
+    assert {t.split for t in eval_tasks} == {"eval_seen", "eval_unseen"}
+    for task in eval_tasks:
+        r = rollout(oracle, task, params, seed=0, name="oracle")
+        assert r.success and not r.crashed, (task.id, r.error, [s.error for s in r.steps])
+        assert r.steps_to_success == len(r.steps) >= 1 and r.plan_score == 1.0
+        assert r.initial_progress < 1.0 and r.steps[-1].task_success and r.steps[-1].progress == 1.0
+        assert all(s.parsed and s.executed and s.target_states_met and s.code for s in r.steps)
+        assert [s.step for s in r.steps] == list(range(1, len(r.steps) + 1))
+        assert (r.agent, r.task_id, r.split, r.category, r.scene) == ("oracle", task.id, task.split, task.category,
+                                                                     task.scene)
+        assert EpisodeRecord.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_random_agent_runs_to_the_step_limit(eval_tasks, params):
+    p = with_(params, max_steps=3)
+    r = rollout(make_agent("random", seed=0), eval_tasks[0], p, seed=0, name="random")
+    assert not r.crashed
+    assert r.success or len(r.steps) == 3
+    if not r.success:
+        assert r.steps_to_success is None
+    assert [s.step for s in r.steps] == list(range(1, len(r.steps) + 1))
+    assert r.plan_score >= max([r.initial_progress, *(s.progress for s in r.steps)]) - 1e-9
+
+
+def test_agent_exception_is_recorded_not_raised(kitchen, params):
+    r = rollout(Scripted(after=1, then="raise"), kitchen, params, seed=3, name="flaky")
+    assert r.crashed and "RuntimeError: the model exploded" in r.error
+    assert not r.success and r.steps_to_success is None and r.seed == 3
+    assert len(r.steps) == 1 and r.steps[0].target_states_met  # what ran before the crash is kept
+
+
+def test_simulator_exception_is_recorded(kitchen, params, monkeypatch):
+    def boom(self, text):
+        raise ValueError("simulator broke")
+    monkeypatch.setattr(Episode, "step", boom)
+    r = rollout(make_agent("oracle"), kitchen, params, name="oracle")
+    assert r.crashed and "simulator broke" in r.error and not r.success and r.steps == []
+
+
+def test_garbage_text_gives_failed_steps_with_parse_errors(kitchen, params):
+    r = rollout(Scripted(after=0, then="garbage"), kitchen, with_(params, max_steps=2), name="garbage")
+    assert not r.crashed and not r.success and len(r.steps) == 2
+    for s in r.steps:
+        assert not s.parsed and not s.executed and not s.target_states_met and s.code is None
+        assert s.error.startswith("Response format error") and "<script>" in s.response
+
+
+def test_long_responses_are_clipped(kitchen, params):
+    class Verbose:
+        def respond(self, episode):
+            return "x" * 10_000
+    r = rollout(Verbose(), kitchen, with_(params, max_steps=1))
+    assert r.agent == "Verbose" and len(r.steps[0].response) < 4100
+
+
+def test_grounding_is_recorded(kitchen, params):
+    r = rollout(Scripted(after=99, then="ground"), kitchen, with_(params, max_steps=1), name="policy")
+    assert r.steps[0].grounding == {"apple": "apple_1"}
+
+
+def test_views_are_saved_only_when_asked(kitchen, params, tmp_path):
+    p = with_(params, max_steps=2, size=32)
+    r = rollout(make_agent("oracle"), kitchen, p, seed=1, views_dir=tmp_path / "views", name="oracle")
+    assert len(r.steps) == 2
+    pngs = sorted((tmp_path / "views").rglob("*.png"))
+    assert [s.views for s in r.steps] == ["oracle/rollout_kitchen/seed1/step01.png",
+                                          "oracle/rollout_kitchen/seed1/step02.png"]
+    assert len(pngs) == 2 and all((tmp_path / "views" / s.views).is_file() for s in r.steps)
+    assert Image.open(pngs[0]).width <= SHEET_WIDTH
+    plain = rollout(make_agent("oracle"), kitchen, p, seed=1, name="oracle")
+    assert all(s.views is None for s in plain.steps)
+
+
+def test_large_views_are_downscaled(kitchen, params, tmp_path):
+    r = rollout(make_agent("oracle"), kitchen, with_(params, max_steps=1, size=112), views_dir=tmp_path)
+    assert Image.open(tmp_path / r.steps[0].views).width == SHEET_WIDTH
