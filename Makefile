@@ -25,13 +25,14 @@ install: sysdeps $(VENV)/.installed  ## create the project virtualenv with every
 
 DEMO_TASK = $$($(BIN)/octopus tasks list --split eval_seen --json | head -1 | $(PY) -c "import json,sys; print(json.loads(sys.stdin.readline())['id'])")
 
-run: install  ## the main job on the embedded defaults: the pipeline through DVC (tasks, collect, validate, sft), then demo episodes
+run: install  ## the main job on the embedded defaults: the pipeline through DVC (tasks ... sft, evaluate), demo episodes, the table
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 	$(BIN)/octopus tasks check
 	$(BIN)/octopus sim run $(DEMO_TASK) --agent oracle --save-views demo-views
 	@# the trained policy on the same task: exit 1 (task not completed) is a result, not an error
 	$(BIN)/octopus sim run $(DEMO_TASK) --agent policy --model models/sft > demo-policy.log; rc=$$?; \
 		tail -n 3 demo-policy.log; echo "policy episode: demo-policy.log"; [ $$rc -le 1 ]
+	@cat reports/evaluate.md
 
 eval: install  ## the evaluate stage (reproducing what it needs through DVC), then the table
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro evaluate
