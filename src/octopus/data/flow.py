@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from octopus import paths
@@ -31,7 +32,8 @@ from octopus.data.collect import CollectError, Job, done, finalize, fingerprint,
 ROUNDS = 2  # fresh worker pools for jobs left over by crashed workers
 
 
-@task(name="collect-episode", retries=2, retry_delay_seconds=1)
+# no Prefect cache: parts on disk are the cache, and hashing every task's inputs costs orchestration CPU
+@task(name="collect-episode", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, persist_result=False)
 def collect_episode(job: Job, params: Params, parts: str) -> dict:
     """Explore one task-episode tree and write its part (a finished one is returned as is)."""
     return run_job(job, params, parts)
