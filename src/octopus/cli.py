@@ -381,12 +381,9 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     from octopus.evaluation.stage import EvaluateError, run_evaluate
     from octopus.sim.render import RenderError
     p = _params(params)
-    from octopus.data.flow import ensure_prefect_api
     try:
         tasks = read_suite(paths.SUITE_TASKS).evaluation()[:p.evaluate.max_tasks]
-        if p.evaluate.runner != "thread":
-            ensure_prefect_api()
-        out = run_evaluate(p, tasks)
+        out = run_evaluate(p, tasks)  # its flow shares one Prefect API with the workers
     except (EvaluateError, RenderError, OSError, ValueError) as err:
         console.print(f"[red]evaluate failed:[/] {err}")
         raise typer.Exit(1) from None

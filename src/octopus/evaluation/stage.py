@@ -13,7 +13,6 @@ table) are registered by name in `AGENT_ROWS`.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +23,7 @@ from prefect.futures import as_completed
 
 from octopus import paths
 from octopus.config import Params
+from octopus.data.collect import code_revision
 from octopus.evaluation.metrics import summarize
 from octopus.evaluation.report import write_reports
 from octopus.evaluation.rollouts import EpisodeRecord, rollout
@@ -159,7 +159,7 @@ def run_evaluate(params: Params, tasks: list[Task]) -> dict:
     results = {row: summarize(recs, n_boot=e.n_boot, seed=e.seed) for row, recs in records.items()}
     episodes = sum(len(r) for r in records.values())
     meta = {"params": {"evaluate": asdict(e), "model": asdict(params.model), "sim": asdict(params.sim)},
-            "git": _git(), "wall_s": round(seconds, 2), "episodes": episodes,
+            "git": code_revision(), "wall_s": round(seconds, 2), "episodes": episodes,
             "episodes_per_min": round(60 * episodes / seconds, 2) if seconds else None,
             "episodes_per_min_per_worker": round(60 * episodes / seconds / e.workers, 2) if seconds else None}
     write_reports(results, paths.report("evaluate"), paths.EVAL_TABLE, paths.EVAL_PLOTS, paths.EVAL_HTML, records,
@@ -170,10 +170,3 @@ def run_evaluate(params: Params, tasks: list[Task]) -> dict:
                 f.write(json.dumps(r.to_dict()) + "\n")
     return {"results": results, "records": records, "meta": meta}
 
-
-def _git() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
