@@ -30,7 +30,7 @@ run: install  ## the main job on the embedded defaults: the pipeline through DVC
 	$(BIN)/octopus tasks check
 	$(BIN)/octopus sim run $(DEMO_TASK) --agent oracle --save-views demo-views
 	@# the trained policy on the same task: exit 1 (task not completed) is a result, not an error
-	$(BIN)/octopus sim run $(DEMO_TASK) --agent policy --model models/sft > demo-policy.log; rc=$$?; \
+	$(BIN)/octopus sim run $(DEMO_TASK) --agent policy --model models/sft/octopus > demo-policy.log; rc=$$?; \
 		tail -n 3 demo-policy.log; echo "policy episode: demo-policy.log"; [ $$rc -le 1 ]
 	@cat reports/evaluate.md
 

@@ -1,4 +1,5 @@
-"""The DVC pipeline end to end on tiny params: tasks -> collect -> validate -> sft, a no-op rerun, push and pull."""
+"""The DVC pipeline end to end on tiny params: tasks -> collect -> validate -> sft@octopus, sft@blind -> evaluate,
+a no-op rerun, push and pull."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     params["collect"].update(max_tasks=3, workers=1, runner="thread")
     params["model"].update(image_size=32, max_length=256, vocab_size=400, max_new_tokens=16)
     params["sft"].update(rows="all", epochs=1, val_fraction=0.34, report_to="none")
+    params["policies"]["blind"]["model"]["max_length"] = 512
+    params["evaluate"].update(max_tasks=4, seeds=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n/reports/\n/models/\n")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -50,8 +53,13 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     assert collect["episodes"] == 3 and collect["rows"] >= 3
     assert validate["success"] is True and validate["rows"] == collect["rows"]
     assert (repo / "data" / "data-docs" / "index.html").exists()
-    sft = json.loads((repo / "reports" / "sft.json").read_text())
-    assert sft["train_steps"] + sft["val_steps"] == collect["rows"] and (repo / "models" / "sft" / "octopus.json").exists()
+    for policy, family in (("octopus", "idefics"), ("blind", "text")):  # sft is a foreach: one stage per policy
+        sft = json.loads((repo / "reports" / "sft" / f"{policy}.json").read_text())
+        assert sft["train_steps"] + sft["val_steps"] == collect["rows"] and sft["family"] == family
+        assert (repo / "models" / "sft" / policy / "octopus.json").exists()
+    evaluate = json.loads((repo / "reports" / "evaluate.json").read_text())
+    assert set(evaluate["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft"}
+    assert evaluate["agents"]["oracle"]["all"]["task_completion"] == 1.0
     manifest = (repo / "data" / "dataset" / "manifest.json").read_text()
 
     noop = _run([*dvc, "repro"], repo, env)  # nothing changed: every stage is skipped
@@ -64,6 +72,7 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     _run([*dvc, "pull"], repo, env)
     assert (repo / "data" / "dataset" / "manifest.json").read_text() == manifest
     from octopus.model.policy import Policy
-    assert Policy.from_pretrained(repo / "models" / "sft", max_new_tokens=4).pm.meta["from_scratch"]
+    assert Policy.from_pretrained(repo / "models" / "sft" / "octopus", max_new_tokens=4).pm.meta["from_scratch"]
+    assert Policy.from_pretrained(repo / "models" / "sft" / "blind", max_new_tokens=4).pm.family.name == "text"
     status = _run([*dvc, "status"], repo, env)
     assert "changed" not in status.stdout

@@ -9,7 +9,7 @@
     octopus collect                          the collect stage (Prefect fan-out; dvc.yaml calls it)
     octopus validate                         the validate stage (great_expectations, Data Docs)
     octopus data bench [--json]              collection throughput with 1 and 2 workers, no-op dvc repro
-    octopus sft                              the sft stage (TRL SFTTrainer; models/sft, reports/sft.json)
+    octopus sft [--policy NAME]              the sft stage of one policy (TRL SFTTrainer; models/sft/NAME)
     octopus model bench [--json]             SFT samples/s vs a plain Trainer; policy responses/s
     octopus evaluate                         the evaluate stage (Table 3 on the suite; reports/evaluate.*)
 
@@ -173,7 +173,7 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
             agent: str = typer.Option("oracle", help="who writes the responses: oracle | random | llm (collect.llm "
                                       "endpoint) | policy (a trained checkpoint, --model)"),
             seed: int = typer.Option(0, help="agent seed"),
-            model: Path = typer.Option(Path("models/sft"), help="policy checkpoint for --agent policy"),
+            model: Path = typer.Option(Path("models/sft/octopus"), help="policy checkpoint for --agent policy"),
             save_views: Optional[Path] = typer.Option(
                 None, "--save-views", help="write the 10 views and a contact sheet as PNGs into this directory "
                 "after reset and after every step (stepNN_<VIEW>.png, stepNN_sheet.png)"),
@@ -334,37 +334,47 @@ def validate_cmd(params: Path = PARAMS) -> None:
 
 
 @app.command("sft")
-def sft_cmd(params: Path = PARAMS) -> None:
-    """The sft stage: finetune the policy on data/dataset with TRL's SFTTrainer (models/sft, reports/sft.json).
+def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies` in params.yaml to train (DVC "
+                                       "runs one stage per policy: sft@NAME)"),
+            params: Path = PARAMS) -> None:
+    """The sft stage: finetune one policy on data/dataset with TRL's SFTTrainer.
 
-    wandb logs offline unless WANDB_API_KEY is set (sync later with `wandb sync wandb/`); it never
-    blocks or fails the run. The loss curve goes to reports/sft_curve.json (DVC plots)."""
+    Writes models/sft/POLICY (the checkpoint), reports/sft/POLICY.json (metrics) and
+    reports/sft/POLICY_curve.json (loss curve, DVC plots). The `policies` section of params.yaml says
+    what each policy changes in `model` and `sft` (e.g. the blind text-only baseline). wandb logs
+    offline unless WANDB_API_KEY is set (sync later with `wandb sync wandb/`); it never blocks or
+    fails the run."""
     import os
 
     from octopus import paths
     from octopus.data.schema import DatasetError
     from octopus.model.factory import ModelError
     from octopus.training.sft import SFTError, train_sft
-    p = _params(params)
+    try:
+        p = _params(params).for_policy(policy)
+    except ConfigError as err:
+        console.print(f"[red]sft failed:[/] {err}")
+        raise typer.Exit(2) from None
     if p.sft.report_to == "wandb":
         os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
         os.environ.setdefault("WANDB_PROJECT", p.sft.wandb_project)
         os.environ.setdefault("WANDB_SILENT", "true")
+    out_dir = paths.sft_model(policy)
     try:
-        out = train_sft(p, paths.DATASET, paths.SFT_MODEL, log=console.print)
+        out = train_sft(p, paths.DATASET, out_dir, log=console.print, run_name=f"sft-{policy}")
     except (DatasetError, ModelError, SFTError, ValueError) as err:
         console.print(f"[red]sft failed:[/] {err}")
         raise typer.Exit(1) from None
     if not out["main"]:
         return
     m = out["metrics"]
-    _write_json(paths.report("sft"), m)
-    _write_json(paths.SFT_CURVE, out["curve"])
+    _write_json(paths.sft_report(policy), m)
+    _write_json(paths.sft_curve(policy), out["curve"])
     q = m["quality"]
-    console.print(f"sft: {m['train_steps']} steps x {m['epochs']} epochs in {m['train_s']:.0f} s "
+    console.print(f"sft {policy}: {m['train_steps']} steps x {m['epochs']} epochs in {m['train_s']:.0f} s "
                   f"({m['samples_per_s']:.1f} samples/s, {m['tokens_per_s']:.0f} tokens/s); val loss "
                   f"{m['val_loss_start']} -> {m['val_loss']}; held-out responses parse {q.get('parse_rate')} / "
-                  f"compile {q.get('compile_rate')}; saved {paths.SFT_MODEL}")
+                  f"compile {q.get('compile_rate')}; saved {out_dir}")
 
 
 @app.command("evaluate")
@@ -429,7 +439,7 @@ def model_bench(as_json: bool = typer.Option(False, "--json", help="print the nu
                 steps: int = typer.Option(30, help="optimizer steps per timed training run"),
                 repeats: int = typer.Option(3, help="timed runs per trainer (the median is reported)"),
                 inference: bool = typer.Option(True, help="also time generation with the trained policy"),
-                model: Path = typer.Option(Path("models/sft"), help="policy checkpoint for the inference benchmark"),
+                model: Path = typer.Option(Path("models/sft/octopus"), help="policy checkpoint for the inference benchmark"),
                 params: Path = PARAMS) -> None:
     """SFT throughput (ours vs a plain transformers.Trainer vs TRL's default loss) and policy responses/s."""
     from octopus import paths

@@ -7,7 +7,9 @@ params.yaml must not silently fall back to a default).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -145,7 +147,8 @@ class ValidateParams:
     image_sample: int = _f(0, "rows whose 10 images are decoded and measured (0: every row)", lo=0)
 
 
-#: model presets of the Octopus (Idefics, Flamingo-style) family; `octopus.model.presets` holds their configs
+#: policy model families (`octopus.model.factory`) and their presets (`octopus.model.presets`, `.text`)
+MODEL_FAMILIES = ("idefics", "auto", "text")
 MODEL_PRESETS = ("tiny", "paper")
 FINETUNE_MODES = ("connector", "connector_lm", "full")
 
@@ -155,9 +158,10 @@ class ModelParams:
     """The policy: which vision-language model family and preset, and how it reads its inputs."""
 
     family: str = _f("idefics", "idefics (Octopus: Flamingo/Otter-style) | auto (any AutoModelForImageTextToText, "
-                     "LLaVA-style)", choices=("idefics", "auto"))
-    preset: str = _f("tiny", "idefics presets: tiny (random init, trains on a CPU) | paper (7B LM from a public "
-                     "Flamingo-style checkpoint)", choices=MODEL_PRESETS)
+                     "LLaVA-style) | text (a blind causal LM reading the message with Observed Objects/Relations)",
+                     choices=MODEL_FAMILIES)
+    preset: str = _f("tiny", "tiny (random init, trains on a CPU) | paper (the paper's scale, from a public "
+                     "checkpoint: idefics-9b, or CodeLlama-7b for the text family)", choices=MODEL_PRESETS)
     name_or_path: str = _f("", "hub id or local path to start from (empty: the preset's; required for family auto)")
     image_size: Optional[int] = _f(None, "px per view fed to the model (null: the preset's)", lo=16, hi=1024)
     max_length: int = _f(512, "tokens per sample (images, instruction and response); longer prompts are cut",
@@ -202,8 +206,9 @@ class SFTParams:
 class EvaluateParams:
     """The evaluate stage: agents on the 60-task evaluation suite (paper Tables 3-4)."""
 
-    agents: list = _f(["random", "oracle", "octopus_sft"], "table rows: random | oracle | octopus_sft | llm "
-                      "(collect.llm's endpoint, the paper's GPT-4 rows)")
+    agents: list = _f(["random", "oracle", "blind_sft", "octopus_sft"], "table rows: random | oracle | llm "
+                      "(collect.llm's endpoint, the paper's GPT-4 rows) | NAME_sft (the sft checkpoint of "
+                      "policies.NAME)")
     max_tasks: Optional[int] = _f(None, "evaluate on the first N suite tasks only (null: all 60; for quick checks)",
                                   lo=1)
     seeds: int = _f(3, "episodes per task for agents that sample (random, llm, a policy with temperature > 0)",
@@ -217,6 +222,15 @@ class EvaluateParams:
     save_views: bool = _f(True, "keep each step's views for the HTML rollout report")
 
 
+#: policies trained by the sft stage (one DVC stage `sft@NAME` and one table row `NAME_sft` each) and
+#: what each changes in the `model` / `sft` sections
+DEFAULT_POLICIES = {
+    "octopus": {"model": {"family": "idefics"}},
+    "blind": {"model": {"family": "text", "max_length": 1024}},
+}
+_POLICY_NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+
+
 @dataclass(frozen=True)
 class Params:
     sim: SimParams = field(default_factory=SimParams)
@@ -227,6 +241,35 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     sft: SFTParams = field(default_factory=SFTParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    policies: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_POLICIES))
+
+    def __post_init__(self) -> None:
+        for name in self.policies:  # each policy's overrides must make valid sections
+            self._policy_sections(name)
+
+    def for_policy(self, name: str) -> "Params":
+        """These params with policy `name`'s overrides applied to `model` and `sft`."""
+        return dataclasses.replace(self, **self._policy_sections(name))
+
+    def _policy_sections(self, name: str) -> dict[str, Any]:
+        if name not in self.policies:
+            raise ConfigError(f"policies: no policy {name!r}; known: {', '.join(self.policies) or 'none'}")
+        spec, where = self.policies[name], f"policies.{name}"
+        if not isinstance(name, str) or not _POLICY_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: a policy name is lower_snake_case (it names a DVC stage, a directory "
+                              "and a table row)")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: expected a mapping with model: and/or sft:, got {type(spec).__name__}")
+        unknown = sorted(set(spec) - {"model", "sft"})
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}: unknown field (known: model, sft)")
+        out = {}
+        for key, cls in (("model", ModelParams), ("sft", SFTParams)):
+            overrides = spec.get(key) or {}
+            if not isinstance(overrides, dict):
+                raise ConfigError(f"{where}.{key}: expected a mapping, got {type(overrides).__name__}")
+            out[key] = _section(cls, f"{where}.{key}", {**dataclasses.asdict(getattr(self, key)), **overrides})
+        return out
 
 
 def _check(section: str, f: dataclasses.Field, typ: Any, value: Any) -> Any:
@@ -273,6 +316,11 @@ def parse_params(raw: Any) -> Params:
     for key, value in raw.items():
         if key not in sections:
             continue  # sections of later stages are validated by their own dataclasses
+        if key == "policies":
+            if not isinstance(value, dict) or not value:
+                raise ConfigError("policies: expected a mapping of policy name -> {model: ..., sft: ...}")
+            out[key] = value
+            continue
         cls = typing.get_type_hints(Params)[key]
         out[key] = _section(cls, key, value)
     return Params(**out)

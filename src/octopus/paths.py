@@ -14,9 +14,9 @@ DATASET = DATA / "dataset"                  # collect stage: Parquet shards + ma
 COLLECT_PARTS = DATA / "collect-parts"      # collect stage: finished episodes, kept across interrupted runs
 DATA_DOCS = DATA / "data-docs"              # validate stage: great_expectations Data Docs (HTML)
 MODELS = Path("models")
-SFT_MODEL = MODELS / "sft"                  # sft stage: the policy checkpoint (save_pretrained + octopus.json)
+SFT_MODELS = MODELS / "sft"                 # sft stage: one checkpoint per policy (save_pretrained + octopus.json)
 REPORTS = Path("reports")
-SFT_CURVE = REPORTS / "sft_curve.json"      # sft stage: loss per logged step (DVC plots)
+SFT_REPORTS = REPORTS / "sft"               # sft stage: metrics and loss curve per policy
 EVAL_TABLE = REPORTS / "evaluate.md"        # evaluate stage: the Table-3-shaped table
 EVAL_PLOTS = REPORTS / "evaluate_plots.json"  # evaluate stage: task completion per agent and split (DVC plots)
 EVAL_HTML = REPORTS / "rollouts"            # evaluate stage: static HTML rollout report (index.html)
@@ -27,3 +27,18 @@ MANIFEST = "manifest.json"
 def report(stage: str) -> Path:
     """The DVC metrics file of a stage: reports/<stage>.json."""
     return REPORTS / f"{stage}.json"
+
+
+def sft_model(policy: str) -> Path:
+    """The checkpoint of `policies.<policy>` trained by stage sft@<policy>: models/sft/<policy>."""
+    return SFT_MODELS / policy
+
+
+def sft_report(policy: str) -> Path:
+    """Its metrics: reports/sft/<policy>.json."""
+    return SFT_REPORTS / f"{policy}.json"
+
+
+def sft_curve(policy: str) -> Path:
+    """Its loss per logged step (DVC plots): reports/sft/<policy>_curve.json."""
+    return SFT_REPORTS / f"{policy}_curve.json"

@@ -30,11 +30,11 @@ def project(tmp_path, suite, monkeypatch):
     return write
 
 
-def _save_tiny_policy(path: Path) -> None:
+def _save_tiny_policy(path: Path, family: str = "idefics") -> None:
     from octopus.config import ModelParams
     from octopus.model.factory import build_model
     from tests.model.conftest import TEXTS
-    build_model(ModelParams(**TINY_MODEL), TEXTS * 4, seed=0).save(path)
+    build_model(ModelParams(**TINY_MODEL, family=family), TEXTS * 4, seed=0).save(path)
 
 
 def _evaluate(cwd: Path) -> subprocess.CompletedProcess:
@@ -45,17 +45,20 @@ def _evaluate(cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_evaluate_cli_writes_the_table_metrics_plots_and_rollouts(project, prefect_api):
-    cwd = project(agents=["random", "oracle", "octopus_sft"])
-    _save_tiny_policy(cwd / "models" / "sft")
+    cwd = project(agents=["random", "oracle", "blind_sft", "octopus_sft"])
+    _save_tiny_policy(cwd / "models" / "sft" / "octopus")
+    _save_tiny_policy(cwd / "models" / "sft" / "blind", family="text")
     proc = _evaluate(cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| oracle |" in proc.stdout and "| octopus_sft |" in proc.stdout  # the table is printed
     m = json.loads((cwd / "reports" / "evaluate.json").read_text())
-    assert set(m["agents"]) == {"random", "oracle", "octopus_sft"}
+    assert set(m["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft"}
     assert m["agents"]["oracle"]["all"]["task_completion"] == 1.0
     assert m["agents"]["random"]["all"]["episodes"] == 6 and m["agents"]["octopus_sft"]["all"]["episodes"] == 3
+    assert m["agents"]["blind_sft"]["all"]["episodes"] == 3
     episodes = (cwd / "reports" / "rollouts" / "episodes.jsonl").read_text().splitlines()
-    assert len(episodes) == 6 + 3 + 3
+    assert len(episodes) == 6 + 3 + 3 + 3
+    assert "LLaMA GT (O+R)" in (cwd / "reports" / "evaluate.md").read_text()
     assert (cwd / "reports" / "rollouts" / "index.html").exists()
     assert "Octopus (SFT only)" in (cwd / "reports" / "evaluate.md").read_text()
     assert json.loads((cwd / "reports" / "evaluate_plots.json").read_text())
@@ -66,11 +69,14 @@ def test_missing_checkpoint_and_unknown_agents_are_clear_errors(project):
     from octopus.config import load_params
     from octopus.evaluation.stage import EvaluateError, run_evaluate
     cwd = project(agents=["octopus_sft"])
-    with pytest.raises(EvaluateError, match="needs the checkpoint models/sft.*dvc repro sft"):
+    with pytest.raises(EvaluateError, match="needs the checkpoint models/sft/octopus.*dvc repro sft@octopus"):
         run_evaluate(load_params(cwd / "params.yaml"), [])
     p = load_params(project(agents=["gpt5"]) / "params.yaml")
-    with pytest.raises(EvaluateError, match="unknown agent 'gpt5'; known: random, oracle"):
+    with pytest.raises(EvaluateError, match="unknown agent 'gpt5'; known: random, oracle, llm, octopus_sft, "
+                                            "blind_sft"):
         run_evaluate(p, [])
+    with pytest.raises(EvaluateError, match="unknown agent 'tiny_sft'.*needs NAME in `policies`"):
+        run_evaluate(load_params(project(agents=["tiny_sft"]) / "params.yaml"), [])
 
 
 def test_an_episode_that_keeps_crashing_is_recorded_as_a_failure(project, suite, monkeypatch, prefect_api):

@@ -52,3 +52,19 @@ def test_policy_agent_acts_in_a_real_episode(tiny, suite, params, tmp_path):
         assert "Task Goal:" in obs["text"] and "Observed Objects" not in obs["text"]
     finally:
         agent.close()
+
+
+def test_a_blind_policy_agent_reads_the_ground_truth_observations_and_renders_nothing(suite, params, tmp_path):
+    from octopus.agents import make_agent
+    from octopus.config import ModelParams
+    from octopus.model.factory import build_model
+    from octopus.sim.episode import Episode
+    from tests.model.conftest import TEXTS
+    build_model(ModelParams(family="text", max_length=256, vocab_size=400), TEXTS * 4, seed=0).save(tmp_path / "b")
+    agent = make_agent("policy", model=tmp_path / "b", params=params)
+    episode = Episode(suite.evaluation()[0], params.sim)
+    obs = agent.observation(episode)
+    assert set(obs) == {"message"} and obs["message"] == episode.message(with_observations=True).render()
+    assert "Observed Objects:" in obs["message"] and "Task Goal:" in obs["message"]
+    result = episode.step(agent.respond(episode))
+    assert result.step == 1 and agent._renderer is None

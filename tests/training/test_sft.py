@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from octopus.config import Params
+from octopus.data.schema import DatasetError
 from octopus.model.factory import build_model, set_finetune_mode
 from octopus.training.sft import make_trainer, train_sft
 from tests.model.conftest import SIZE, TEXTS, prompt, response, views
@@ -83,10 +84,10 @@ def _project(tmp_path: Path, **over) -> Path:
     return tmp_path
 
 
-def _sft(cwd: Path) -> subprocess.CompletedProcess:
+def _sft(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "COLUMNS": "400"}
-    return subprocess.run([sys.executable, "-m", "octopus", "sft"], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "octopus", "sft", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.mark.slow
@@ -95,17 +96,32 @@ def test_sft_cli_trains_saves_and_reports(tmp_path):
     dataset.write_dataset(project / "data" / "dataset", dataset.base_shards(SIZE))
     proc = _sft(project)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    m = json.loads((project / "reports" / "sft.json").read_text())
+    m = json.loads((project / "reports" / "sft" / "octopus.json").read_text())
     assert m["train_steps"] + m["val_steps"] == 15 and m["val_tasks"] == 1
     assert m["val_loss"] < m["val_loss_start"] and m["samples_per_s"] > 0 and m["peak_memory_mb"] > 0
     assert m["quality"]["generated"] > 0 and 0 <= m["quality"]["parse_rate"] <= 1
-    curve = json.loads((project / "reports" / "sft_curve.json").read_text())
+    assert m["family"] == "idefics" and m["reads"] == "prompt+views"
+    curve = json.loads((project / "reports" / "sft" / "octopus_curve.json").read_text())
     assert curve[0]["step"] == 0 and any("train_loss" in r for r in curve)
     assert (project / "wandb").is_dir()  # tracked offline, without network
     from octopus.model.policy import Policy
-    policy = Policy.from_pretrained(project / "models" / "sft", max_new_tokens=8)
+    policy = Policy.from_pretrained(project / "models" / "sft" / "octopus", max_new_tokens=8)
     assert isinstance(policy.respond({"text": prompt(), "views": views(0)}), str)
     assert "val loss" in proc.stderr
+
+    # the blind baseline: the same stage and data, `policies.blind` switches the family
+    proc = _sft(project, "--policy", "blind")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blind = json.loads((project / "reports" / "sft" / "blind.json").read_text())
+    assert blind["family"] == "text" and blind["reads"] == "message"
+    assert blind["train_steps"] == m["train_steps"] and blind["val_loss"] < blind["val_loss_start"]
+    policy = Policy.from_pretrained(project / "models" / "sft" / "blind", max_new_tokens=8)
+    assert type(policy.pm.model).__name__ == "LlamaForCausalLM"
+    assert isinstance(policy.respond({"message": "Observed Objects: (apple_1, (), 1.0)\n" + prompt()}), str)
+    assert (project / "models" / "sft" / "octopus" / "octopus.json").is_file()  # each policy has its own directory
+
+    proc = _sft(project, "--policy", "nope")
+    assert proc.returncode == 2 and "no policy 'nope'" in proc.stderr and "octopus, blind" in proc.stderr
 
 
 @pytest.mark.slow
@@ -118,7 +134,7 @@ def test_sft_cli_rejects_missing_and_corrupt_data_and_bad_params(tmp_path):
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     proc = _sft(project)
     assert proc.returncode == 1 and "not a readable Parquet shard" in proc.stderr and victim.name in proc.stderr
-    assert not (project / "models" / "sft").exists()  # nothing half-written
+    assert not (project / "models" / "sft" / "octopus").exists()  # nothing half-written
     (project / "params.yaml").write_text(yaml.safe_dump({"sft": {"mode": "head"}}))
     proc = _sft(project)
     assert proc.returncode == 2 and "sft.mode: must be one of" in proc.stderr
@@ -131,3 +147,18 @@ def test_undecodable_views_name_the_step(tmp_path):
     data = dataset.write_dataset(tmp_path / "dataset", shards)
     with pytest.raises(DatasetError, match=r"set_table/e0/n0: image 3 does not decode"):
         train_sft(replace(_params(), sft=replace(_params().sft, epochs=0.1)), data, tmp_path / "sft", log=lambda s: None)
+
+
+def test_the_blind_policy_reads_the_message_and_never_decodes_views(tmp_path):
+    shards = dataset.base_shards(SIZE)
+    for row in shards[0]:  # views a vision policy could not train on
+        row["images"][0] = {"bytes": b"not a png", "path": None}
+    data = dataset.write_dataset(tmp_path / "dataset", shards)
+    p = replace(_params(), policies={"blind": {"model": {"family": "text"}}}).for_policy("blind")
+    out = train_sft(p, data, tmp_path / "blind", log=lambda s: None, quality_samples=2)
+    assert out["metrics"]["reads"] == "message" and out["metrics"]["quality"]["generated"] == 2
+    from octopus.model.factory import load_model
+    pm = load_model(tmp_path / "blind")
+    assert pm.family.name == "text" and not pm.family.reads_views
+    with pytest.raises(DatasetError):
+        train_sft(_params(), data, tmp_path / "octopus", log=lambda s: None)

@@ -1,6 +1,6 @@
 """The trained policy as an agent: renders the episode's 10 views, asks the model, grounds object names.
 
-    agent = make_agent("policy", model="models/sft", params=params)
+    agent = make_agent("policy", model="models/sft/octopus", params=params)
     text = agent.respond(episode)          # agent.last_grounding: names the post-processing changed
 """
 
@@ -22,7 +22,7 @@ def scene_objects(episode: Episode) -> dict[str, float]:
 
 @register("policy")
 class PolicyAgent:
-    def __init__(self, model: str | Path = "models/sft", params: Params | None = None, ground: bool = True,
+    def __init__(self, model: str | Path = "models/sft/octopus", params: Params | None = None, ground: bool = True,
                  policy=None) -> None:
         from octopus.model.policy import Policy
         self.params = params or Params()
@@ -35,8 +35,11 @@ class PolicyAgent:
         self.last_grounding = None
 
     def observation(self, episode: Episode) -> dict:
-        """What the policy reads: the 10 views and the message without Observed Objects/Relations."""
+        """What the policy reads: the 10 views and the message without Observed Objects/Relations, or,
+        for a blind policy (text family), the full message with them and no views."""
         from octopus.sim.render import SceneRenderer
+        if not self.policy.pm.family.reads_views:
+            return {"message": episode.message(with_observations=True).render()}
         if self._world is not episode.world:
             self.close()
             self._renderer = SceneRenderer(episode.world, self.params.render, seed=self.params.sim.seed)

@@ -104,12 +104,14 @@ def plot_rows(results: dict[str, dict]) -> list[dict[str, Any]]:
 
 def write_reports(results: dict[str, dict], out_json: Path, out_md: Path, plots_json: Path, html_dir: Path,
                   records: dict[str, list[EpisodeRecord]], paper: dict[str, dict[str, Any]] | None = None,
-                  views_dir: Path | None = None, meta: dict[str, Any] | None = None) -> None:
+                  views_dir: Path | None = None, meta: dict[str, Any] | None = None,
+                  row_notes: dict[str, str] | None = None) -> None:
     """Write every report; `results` maps agent -> `summarize()`, `records` agent -> its episodes.
 
     `paper`: {model: {column: value}}, the paper's reference numbers, rendered as a second table.
     `views_dir`: where `rollout` saved the step views (their PNGs are copied into the HTML report).
-    `meta`: stored under "meta" in evaluate.json (params, git revision)."""
+    `meta`: stored under "meta" in evaluate.json (params, git revision).
+    `row_notes`: agent -> what the row is (listed under the table for the agents in it)."""
     recs = {agent: [r if isinstance(r, EpisodeRecord) else EpisodeRecord.from_dict(r) for r in rs]
             for agent, rs in records.items()}
     _write_text(out_json, json.dumps({**metrics_json(results), **({"meta": meta} if meta else {})}, indent=1) + "\n")
@@ -117,6 +119,9 @@ def write_reports(results: dict[str, dict], out_json: Path, out_md: Path, plots_
           "Task completion rate per group; [lo, hi] is a bootstrap confidence interval over tasks. "
           "Executable code, step success, mean steps (successful episodes) and plan score are over all tasks.",
           "", render_table(results)]
+    notes = [f"- `{agent}`: {row_notes[agent]}" for agent in results if agent in (row_notes or {})]
+    if notes:
+        md += ["Rows:", "", *notes, ""]
     if paper:
         md += ["## Paper (reference numbers)", "", _markdown(*_paper_rows(paper))]
     _write_text(out_md, "\n".join(md))

@@ -43,18 +43,30 @@ PAPER = {name: dict(zip(_COLS, vals)) for name, vals in {
 }.items()}
 
 
+#: what each row is, and its counterpart in the paper's table (listed under our table)
+ROW_NOTES = {
+    "random": "one random API call on a random visible object per step (a floor)",
+    "oracle": "the privileged planner that taught the data (a ceiling; not in the paper)",
+    "llm": "an OpenAI-compatible endpoint given the full text message (paper: GPT-4)",
+    "octopus_sft": "Octopus, 10 views + instruction, trained by sft@octopus (paper: Octopus (SFT only))",
+    "blind_sft": "a text-only LM given the ground-truth Observed Objects and Relations instead of views, trained "
+                 "by sft@blind on the same steps (paper: LLaMA GT (O+R) / CodeLLaMA GT (O+R))",
+}
+
+
 class EvaluateError(RuntimeError):
     """The stage cannot run (unknown agent, missing checkpoint, no tasks)."""
 
 
-def _policy(model: Path) -> Callable:
+def _policy(name: str) -> Callable:
+    """The row of `policies.<name>`'s sft checkpoint, with that policy's model params (generation)."""
     def make(p: Params, seed: int):
         from octopus.agents import make_agent
-        agent = make_agent("policy", model=model, params=p)
+        agent = make_agent("policy", model=paths.sft_model(name), params=p.for_policy(name))
         agent.policy.generator_seed = seed
         return agent
-    make.checkpoint = model
-    make.samples = lambda p: p.model.temperature > 0
+    make.checkpoint = paths.sft_model(name)
+    make.samples = lambda p: p.for_policy(name).model.temperature > 0
     return make
 
 
@@ -68,13 +80,17 @@ def _plain(name: str) -> Callable:
     return make
 
 
-#: table row -> factory(params, seed) -> agent; RLEF adds its checkpoint here
+#: table row -> factory(params, seed) -> agent; `agent_rows` adds a row NAME_sft per policy (RLEF: NAME_rlef)
 AGENT_ROWS: dict[str, Callable] = {
     "random": _plain("random"),
     "oracle": _plain("oracle"),
-    "octopus_sft": _policy(paths.SFT_MODEL),
     "llm": _plain("llm"),
 }
+
+
+def agent_rows(params: Params) -> dict[str, Callable]:
+    """Every row these params can put in the table: the fixed agents and one per trained policy."""
+    return {**AGENT_ROWS, **{f"{name}_sft": _policy(name) for name in params.policies}}
 
 _agents: dict[tuple, object] = {}  # per worker process: agents are reused across its episodes
 
@@ -90,7 +106,7 @@ def evaluate_episode(row: str, task_dict: dict, seed: int, params: Params, views
         import torch
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // params.evaluate.workers))
     if key not in _agents:
-        _agents[key] = AGENT_ROWS[row](params, seed)
+        _agents[key] = agent_rows(params)[row](params, seed)
     record = rollout(_agents[key], Task(**task_dict), params, seed=seed, name=row,
                      views_dir=Path(views_dir) if views_dir else None)
     return record.to_dict()
@@ -103,13 +119,16 @@ def _crashed(row: str, t: Task, seed: int, error: str) -> EpisodeRecord:
 
 
 def check_agents(params: Params) -> None:
-    unknown = [a for a in params.evaluate.agents if a not in AGENT_ROWS]
+    rows = agent_rows(params)
+    unknown = [a for a in params.evaluate.agents if a not in rows]
     if unknown:
-        raise EvaluateError(f"evaluate.agents: unknown agent {unknown[0]!r}; known: {', '.join(AGENT_ROWS)}")
+        raise EvaluateError(f"evaluate.agents: unknown agent {unknown[0]!r}; known: {', '.join(rows)} "
+                            "(NAME_sft needs NAME in `policies`)")
     for row in params.evaluate.agents:
-        ckpt = getattr(AGENT_ROWS[row], "checkpoint", None)
+        ckpt = getattr(rows[row], "checkpoint", None)
         if ckpt is not None and not (Path(ckpt) / "octopus.json").is_file():
-            raise EvaluateError(f"evaluate.agents: {row} needs the checkpoint {ckpt} (run `dvc repro sft`)")
+            raise EvaluateError(f"evaluate.agents: {row} needs the checkpoint {ckpt} "
+                                f"(run `dvc repro sft@{Path(ckpt).name}`)")
 
 
 @flow(name="evaluate", log_prints=True)
@@ -121,7 +140,8 @@ def evaluate(params: Params, tasks: list[Task], views_dir: str | None = None) ->
     if e.runner != "thread":
         ensure_prefect_api()
     # several seeds only where an agent samples (a greedy policy or the planner gives the same episode)
-    jobs = [(row, t, seed) for row in e.agents for seed in range(e.seeds if AGENT_ROWS[row].samples(params) else 1)
+    rows = agent_rows(params)
+    jobs = [(row, t, seed) for row in e.agents for seed in range(e.seeds if rows[row].samples(params) else 1)
             for t in tasks]
     records: dict[str, list[EpisodeRecord]] = {row: [] for row in e.agents}
     episode = evaluate_episode.with_options(retries=e.task_retries)
@@ -163,7 +183,7 @@ def run_evaluate(params: Params, tasks: list[Task]) -> dict:
             "episodes_per_min": round(60 * episodes / seconds, 2) if seconds else None,
             "episodes_per_min_per_worker": round(60 * episodes / seconds / e.workers, 2) if seconds else None}
     write_reports(results, paths.report("evaluate"), paths.EVAL_TABLE, paths.EVAL_PLOTS, paths.EVAL_HTML, records,
-                  paper=PAPER, views_dir=views, meta=meta)
+                  paper=PAPER, views_dir=views, meta=meta, row_notes=ROW_NOTES)
     with open(paths.EVAL_HTML / "episodes.jsonl", "w") as f:  # every episode, for analysis (pandas.read_json)
         for recs in records.values():
             for r in recs:

@@ -1,12 +1,14 @@
 """Policy model families, registered by name and built in one place.
 
     pm = build_model(params.model, texts, seed=0)   # a new model (+ tokenizer/processor) for a family/preset
-    pm.save("models/sft"); pm = load_model("models/sft")
+    pm.save("models/sft/octopus"); pm = load_model("models/sft/octopus")
     batch = pm.collate([pm.encode(prompt, views, response)])
 
 Families:
 - `idefics`: Octopus, Flamingo/Otter-style, on `IdeficsForVisionText2Text` (presets in `presets.py`).
 - `auto`: any `AutoModelForImageTextToText` (LLaVA-style) by hub id or local path (`llava.py`).
+- `text`: a blind causal LM reading the message with Observed Objects/Relations (`text.py`), the
+  paper's "LLaMA / CodeLLaMA GT (O+R)" baseline.
 
 A checkpoint is a `save_pretrained` directory (model, tokenizer, processor) plus `octopus.json`
 (family, preset, input spec), so `from_pretrained` restores each part and `load_model` all of them.
@@ -73,6 +75,12 @@ class Family:
     """How one model family is built, loaded, fed and partitioned into finetune groups."""
 
     name = ""
+    reads_views = True   # False: a blind policy, reading the message with Observed Objects/Relations instead
+
+    @property
+    def prompt_column(self) -> str:
+        """The dataset column it learns from: `prompt` (with the views) or `message` (blind)."""
+        return "prompt" if self.reads_views else "message"
 
     def build(self, mp: ModelParams, texts: list[str], seed: int) -> PolicyModel:
         raise NotImplementedError
@@ -99,7 +107,7 @@ def register_family(name: str) -> Callable:
 
 
 def get_family(name: str) -> Family:
-    from octopus.model import llava  # noqa: F401 - registers the auto family
+    from octopus.model import llava, text  # noqa: F401 - register the auto and text families
     if name not in FAMILIES:
         raise ModelError(f"unknown model family {name!r}; known families: {', '.join(sorted(FAMILIES))}")
     return FAMILIES[name]()

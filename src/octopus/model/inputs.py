@@ -69,6 +69,17 @@ def encode(spec: InputSpec, tokenizer, prompt: str, views: np.ndarray | None,
         image_positions.append(len(head))
         head.append(spec.image_token_id)
     head.append(spec.fake_token_id)
+    ids, labels, cut = layout(spec, tokenizer, head, prompt, response)
+    px = None if views is None else resize_views(views, spec.image_size)
+    return Example(ids, labels, image_positions, px, cut)
+
+
+def layout(spec: InputSpec, tokenizer, head: list[int], prompt: str,
+           response: str | None) -> tuple[list[int], list[int], int]:
+    """head + instruction + response mark (+ response + eos): ids, labels (response only), tokens cut.
+
+    An instruction too long for `spec.max_length` loses its middle: its start (inventory, goal; the
+    observed objects of a blind policy's message) and its end (error, request) are kept."""
     text = tokenizer(prompt.rstrip("\n"), add_special_tokens=False)["input_ids"]
     mark = tokenizer(RESPONSE_MARK, add_special_tokens=False)["input_ids"]
     answer = [] if response is None else tokenizer(response, add_special_tokens=False)["input_ids"] + [
@@ -78,12 +89,11 @@ def encode(spec: InputSpec, tokenizer, prompt: str, views: np.ndarray | None,
         keep = max(spec.max_length - len(head) - len(mark) - 16, 1)
         answer, budget = answer[:keep], spec.max_length - len(head) - len(mark) - min(len(answer), keep)
     cut = max(len(text) - budget, 0)
-    if cut:  # keep the start (inventory, goal) and the end (error, request); drop the middle
+    if cut:
         tail = budget // 2
         text = text[:budget - tail] + text[len(text) - tail:]
     prompt_ids = head + text + mark
-    px = None if views is None else resize_views(views, spec.image_size)
-    return Example(prompt_ids + answer, [IGNORE] * len(prompt_ids) + answer, image_positions, px, cut)
+    return prompt_ids + answer, [IGNORE] * len(prompt_ids) + answer, cut
 
 
 def pixel_tensor(spec: InputSpec, views: list[np.ndarray]) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """A trained policy, loaded in one line, answering observations with responses in the paper's format.
 
-    policy = Policy.from_pretrained("models/sft")
+    policy = Policy.from_pretrained("models/sft/octopus")
     text = policy.respond(obs)                               # obs from OctoGibsonEnv: {"views", "text"}
     texts = policy.respond_batch([obs1, obs2, ...])          # batched generate() calls, KV cache on
     g = policy.respond(obs, objects={"rag_1": 0.8, ...})     # ... with names grounded (see postprocess)
+    blind.respond({"message": info["message"]})              # a blind (text family) policy reads the full message
 
 Generation is greedy by default (`temperature` > 0 samples), stops at the end-of-sequence token, and
 reuses the image features and the KV cache across decoding steps. With `objects` (every scene
@@ -50,8 +51,14 @@ class Policy:
                       objects: Sequence[Mapping[str, float] | None] | None = None) -> list[str]:
         """One response per observation, generated `batch_size` at a time."""
         out: list[str] = []
+        key = "text" if self.pm.family.reads_views else "message"
+        for o in observations:
+            if key not in o:
+                raise ValueError(f"a {self.pm.family.name} policy reads obs[{key!r}]" + (
+                    "" if self.pm.family.reads_views else
+                    ": the full message with Observed Objects/Relations (the env's info['message'])"))
         for i in range(0, len(observations), self.batch_size):
-            out += self._generate([(o["text"], o["views"]) for o in observations[i:i + self.batch_size]])
+            out += self._generate([(o[key], o.get("views")) for o in observations[i:i + self.batch_size]])
         self.last_groundings = [None] * len(out)
         if objects is not None:
             if len(objects) != len(out):

@@ -1,6 +1,6 @@
 """The sft stage: supervised finetuning of the policy on the collected steps with TRL's SFTTrainer.
 
-    metrics = train_sft(params, dataset_dir="data/dataset", out_dir="models/sft", work_dir=...)
+    metrics = train_sft(params.for_policy("octopus"), "data/dataset", out_dir="models/sft/octopus")
 
 dataset -> steps (positive by default) -> task-held-out split -> model (family/preset, finetune mode,
 optional LoRA) -> SFTTrainer -> checkpoint (`save_pretrained`, loads with `Policy.from_pretrained`)
@@ -31,7 +31,7 @@ from transformers import TrainerCallback
 
 from octopus.config import Params
 from octopus.data import builders
-from octopus.model.factory import PolicyModel, build_model, set_finetune_mode
+from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode
 
 
 class SFTError(RuntimeError):
@@ -54,9 +54,12 @@ def _index_dataset(start: int, n: int):
 
 
 def encode_steps(pm: PolicyModel, steps: list[dict], workers: int = 2) -> tuple[list, int]:
-    """Examples for `steps` (views decoded, and resized to the model's size, once) and how many were cut."""
-    views = builders.decode_all(steps, pm.spec.image_size, workers)
-    examples = [pm.encode(r["prompt"], v, r["response"]) for r, v in zip(steps, views)]
+    """Examples for `steps` (views decoded, and resized to the model's size, once) and how many were cut.
+
+    A blind family (`text`) reads each step's message with Observed Objects/Relations, no views."""
+    column = pm.family.prompt_column
+    views = builders.decode_all(steps, pm.spec.image_size, workers) if pm.family.reads_views else [None] * len(steps)
+    examples = [pm.encode(r[column], v, r["response"]) for r, v in zip(steps, views)]
     return examples, sum(e.truncated > 0 for e in examples)
 
 
@@ -70,7 +73,7 @@ def precision_flags(precision: str) -> dict[str, bool]:
 
 
 def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, params: Params, work_dir: Path,
-                 callbacks: list | None = None):
+                 callbacks: list | None = None, run_name: str | None = None):
     """The SFTTrainer for this run (model's own loss on response tokens; our vision collator)."""
     from trl import SFTConfig, SFTTrainer
     from transformers import Trainer
@@ -88,7 +91,7 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
         weight_decay=s.weight_decay, logging_steps=s.log_every, logging_first_step=True,
         eval_strategy="steps" if val_examples else "no", eval_steps=s.eval_every, save_strategy="no",
         seed=s.seed, data_seed=s.seed, report_to=[] if s.report_to == "none" else [s.report_to],
-        run_name=f"sft-{params.model.family}-{params.model.preset}-{s.mode}", use_cpu=not torch.cuda.is_available(),
+        run_name=run_name or f"sft-{params.model.family}-{params.model.preset}-{s.mode}", use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=False, remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
         max_length=None, packing=False, dataloader_pin_memory=False, disable_tqdm=True,
         **precision_flags(s.precision))
@@ -148,7 +151,8 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
     if not picked:
         return {"generated": 0}
     policy = Policy(pm, max_new_tokens=params.model.max_new_tokens, batch_size=params.model.batch_size)
-    obs = [{"text": steps[i]["prompt"], "views": examples[i].views} for i in picked]
+    key = "text" if pm.family.reads_views else "message"
+    obs = [{key: steps[i][pm.family.prompt_column], "views": examples[i].views} for i in picked]
     t0 = time.perf_counter()
     texts = policy.respond_batch(obs)
     took = time.perf_counter() - t0
@@ -175,7 +179,8 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
 
 
 def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
-              log: Callable[[str], None] = print, quality_samples: int = 64) -> dict[str, Any]:
+              log: Callable[[str], None] = print, quality_samples: int = 64,
+              run_name: str | None = None) -> dict[str, Any]:
     """Train, save the policy to `out_dir` (replaced atomically), and return the stage's metrics."""
     s, t_start = params.sft, time.perf_counter()
     steps = builders.read_steps(dataset_dir, s.rows)
@@ -185,7 +190,8 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     if not train:
         raise SFTError(f"no training steps left after holding out {s.val_fraction:.0%} of tasks")
     log(f"sft: {len(train)} train / {len(val)} validation steps ({s.rows}) from {dataset_dir}")
-    pm = build_model(params.model, [r["prompt"] for r in train] + [r["response"] for r in train], seed=s.seed)
+    column = get_family(params.model.family).prompt_column
+    pm = build_model(params.model, [r[column] for r in train] + [r["response"] for r in train], seed=s.seed)
     trainable, total = set_finetune_mode(pm, s.mode)
     if s.lora:
         apply_lora(pm, params)
@@ -201,7 +207,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
         f"{trainable / 1e6:.2f}M trained ({s.mode}{' + LoRA' if s.lora else ''}); encoded in {t_encode:.1f} s")
 
     work = Path(work_dir or tempfile.mkdtemp(prefix="octopus-sft-"))
-    trainer = make_trainer(pm, train_ex, val_ex, params, work)
+    trainer = make_trainer(pm, train_ex, val_ex, params, work, run_name=run_name)
     val_start = trainer.evaluate()["eval_loss"] if val_ex else None
     t0 = time.perf_counter()
     result = trainer.train()
@@ -224,6 +230,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     metrics = {
         "train_steps": len(train_ex), "val_steps": len(val_ex), "train_tasks": len({r["task_id"] for r in train}),
         "val_tasks": len({r["task_id"] for r in val}), "truncated_prompts": cut_train + cut_val,
+        "family": params.model.family, "reads": pm.family.prompt_column + ("+views" if pm.family.reads_views else ""),
         "parameters": total, "trainable_parameters": trainable, "mode": s.mode, "lora": s.lora,
         "epochs": round(epochs, 3), "optimizer_steps": trainer.state.global_step,
         "train_loss": round(curve[-1]["train_loss"] if curve and curve[-1].get("train_loss") is not None
