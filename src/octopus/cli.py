@@ -439,15 +439,20 @@ def model_bench(as_json: bool = typer.Option(False, "--json", help="print the nu
                 steps: int = typer.Option(30, help="optimizer steps per timed training run"),
                 repeats: int = typer.Option(3, help="timed runs per trainer (the median is reported)"),
                 inference: bool = typer.Option(True, help="also time generation with the trained policy"),
-                model: Path = typer.Option(Path("models/sft/octopus"), help="policy checkpoint for the inference benchmark"),
+                policy: str = typer.Option("octopus", help="which entry of `policies` to benchmark"),
                 params: Path = PARAMS) -> None:
-    """SFT throughput (ours vs a plain transformers.Trainer vs TRL's default loss) and policy responses/s."""
+    """SFT throughput (ours vs a plain transformers.Trainer vs TRL's default loss) and policy responses/s
+    (with the policy's checkpoint models/sft/POLICY, when it exists)."""
     from octopus import paths
     from octopus.training.bench import run_inference_bench, run_train_bench
-    p = _params(params)
+    try:
+        p = _params(params).for_policy(policy)
+    except ConfigError as err:
+        console.print(f"[red]bench failed:[/] {err}")
+        raise typer.Exit(2) from None
     report = run_train_bench(p, paths.DATASET, steps, repeats)
     if inference:
-        report["inference"] = run_inference_bench(p, model, paths.DATASET)
+        report["inference"] = run_inference_bench(p, paths.sft_model(policy), paths.DATASET)
     print(json.dumps(report, indent=1) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))
 
 

@@ -134,3 +134,15 @@ def test_views_are_saved_only_when_asked(kitchen, params, tmp_path):
 def test_large_views_are_downscaled(kitchen, params, tmp_path):
     r = rollout(make_agent("oracle"), kitchen, with_(params, max_steps=1, size=112), views_dir=tmp_path)
     assert Image.open(tmp_path / r.steps[0].views).width == SHEET_WIDTH
+
+
+def test_the_sheet_shows_the_views_the_agent_saw_without_rendering_again(kitchen, params, tmp_path, monkeypatch):
+    import numpy as np
+
+    from octopus.sim import render
+    agent = Scripted(after=99, then="")
+    agent.last_views = np.full((10, 32, 32, 3), (200, 30, 40), dtype=np.uint8)  # what a policy agent exposes
+    monkeypatch.setattr(render, "SceneRenderer", None)  # a second renderer would fail
+    r = rollout(agent, kitchen, with_(params, max_steps=1, size=32), views_dir=tmp_path, name="policy")
+    sheet = np.asarray(Image.open(tmp_path / r.steps[0].views).convert("RGB"))
+    assert r.error is None and (np.abs(sheet.astype(int) - (200, 30, 40)).sum(-1) < 30).mean() > 0.5

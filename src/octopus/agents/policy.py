@@ -33,6 +33,7 @@ class PolicyAgent:
         self._renderer = None
         self._world = None
         self.last_grounding = None
+        self.last_views = None  # the views of the last observation (the rollout report reuses them)
 
     def observation(self, episode: Episode) -> dict:
         """What the policy reads: the 10 views and the message without Observed Objects/Relations, or,
@@ -47,7 +48,9 @@ class PolicyAgent:
         return {"views": self._renderer.observe().rgb, "text": sanitize(episode.message(with_observations=False).render())}
 
     def respond(self, episode: Episode) -> str:
-        text = self.policy.respond(self.observation(episode), scene_objects(episode) if self.ground else None)
+        obs = self.observation(episode)
+        self.last_views = obs.get("views")
+        text = self.policy.respond(obs, scene_objects(episode) if self.ground else None)
         self.last_grounding = self.policy.last_groundings[0]
         return text
 

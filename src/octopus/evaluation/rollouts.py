@@ -120,13 +120,16 @@ class _Sheets:
         self.root, self.params = root, params
         self.renderer = None
 
-    def save(self, world: World, rel: Path) -> str:
+    def save(self, world: World, rel: Path, views: np.ndarray | None = None) -> str:
+        """The sheet of `views` (what the agent just saw), or of views rendered now when it saw none."""
         from PIL import Image
 
         from octopus.sim.render import SceneRenderer, contact_sheet, save_png
-        if self.renderer is None:
-            self.renderer = SceneRenderer(world, self.params.render, seed=self.params.sim.seed)
-        img = Image.fromarray(contact_sheet(self.renderer.observe().rgb))
+        if views is None:
+            if self.renderer is None:
+                self.renderer = SceneRenderer(world, self.params.render, seed=self.params.sim.seed)
+            views = self.renderer.observe().rgb
+        img = Image.fromarray(contact_sheet(views))
         if img.width > SHEET_WIDTH:
             img = img.resize((SHEET_WIDTH, max(1, round(img.height * SHEET_WIDTH / img.width))), Image.LANCZOS)
         save_png(np.asarray(img), self.root / rel)
@@ -156,8 +159,9 @@ def rollout(agent: Agent, task: Task, params: Params, seed: int = 0, views_dir: 
         record.initial_progress = record.plan_score = float(episode.goal.progress())
         while not episode.success and episode.steps < episode.sim.max_steps:
             n = episode.steps + 1
-            seen = sheets.save(episode.world, views_path(agent_name, task.id, seed, n)) if sheets else None
-            text = agent.respond(episode)
+            text = agent.respond(episode)  # the world is unchanged until step(): the sheet shows what it saw
+            seen = sheets.save(episode.world, views_path(agent_name, task.id, seed, n),
+                               getattr(agent, "last_views", None)) if sheets else None
             grounding = _grounding(agent)
             result = episode.step(text)
             record.steps.append(StepRecord(

@@ -92,12 +92,30 @@ def agent_rows(params: Params) -> dict[str, Callable]:
     """Every row these params can put in the table: the fixed agents and one per trained policy."""
     return {**AGENT_ROWS, **{f"{name}_sft": _policy(name) for name in params.policies}}
 
-_agents: dict[tuple, object] = {}  # per worker process: agents are reused across its episodes
+_policies: dict[tuple, object] = {}  # per worker process: loaded policy agents, reused across its episodes
+
+
+def _agent(row: str, seed: int, params: Params):
+    """The agent for one episode, as if new: cheap agents are built fresh; a policy agent (a model
+    load, minutes at the paper's scale) is loaded once per worker and its sampling seed reset.
+
+    A plain module function, so that Prefect's process runner pickles it by reference: the task's own
+    function is pickled by value (its module name points to the Task object), with a fresh copy of
+    any module dict it touches, which made every episode reload the model."""
+    make = agent_rows(params)[row]
+    checkpoint = getattr(make, "checkpoint", None)
+    if checkpoint is None:
+        return make(params, seed)
+    key = (row, str(Path(checkpoint).resolve()), repr(params))
+    if key not in _policies:
+        _policies[key] = make(params, seed)
+    agent = _policies[key]
+    agent.policy.generator_seed = seed
+    return agent
 
 
 @task(name="evaluate-episode", retries=1, retry_delay_seconds=1)
 def evaluate_episode(row: str, task_dict: dict, seed: int, params: Params, views_dir: str | None) -> dict:
-    key = (row, seed)
     if params.evaluate.runner == "process" and params.evaluate.workers > 1:
         # workers share the cores: torch's default of one thread per core in every worker oversubscribes
         # them (10x slower generation measured with 2 workers x 2 threads on 2 cores)
@@ -105,9 +123,7 @@ def evaluate_episode(row: str, task_dict: dict, seed: int, params: Params, views
 
         import torch
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // params.evaluate.workers))
-    if key not in _agents:
-        _agents[key] = agent_rows(params)[row](params, seed)
-    record = rollout(_agents[key], Task(**task_dict), params, seed=seed, name=row,
+    record = rollout(_agent(row, seed, params), Task(**task_dict), params, seed=seed, name=row,
                      views_dir=Path(views_dir) if views_dir else None)
     return record.to_dict()
 

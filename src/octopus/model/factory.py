@@ -82,6 +82,15 @@ class Family:
         """The dataset column it learns from: `prompt` (with the views) or `message` (blind)."""
         return "prompt" if self.reads_views else "message"
 
+    @property
+    def observation_key(self) -> str:
+        """The observation entry it reads: `text` (+ `views`), or `message` (blind; the env's info["message"])."""
+        return "text" if self.reads_views else "message"
+
+    def step_observation(self, row: dict, views) -> dict:
+        """What a policy of this family reads for a dataset step, as an agent builds it in an episode."""
+        return {"text": row["prompt"], "views": views} if self.reads_views else {"message": row["message"]}
+
     def build(self, mp: ModelParams, texts: list[str], seed: int) -> PolicyModel:
         raise NotImplementedError
 

@@ -51,7 +51,7 @@ class Policy:
                       objects: Sequence[Mapping[str, float] | None] | None = None) -> list[str]:
         """One response per observation, generated `batch_size` at a time."""
         out: list[str] = []
-        key = "text" if self.pm.family.reads_views else "message"
+        key = self.pm.family.observation_key
         for o in observations:
             if key not in o:
                 raise ValueError(f"a {self.pm.family.name} policy reads obs[{key!r}]" + (

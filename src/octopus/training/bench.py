@@ -4,8 +4,10 @@ train[name]: samples/s and tokens/s of `steps` optimizer steps on the same model
     collator, for
     - `octopus`: our SFTTrainer (the model's own loss on response tokens),
     - `trainer`: a plain `transformers.Trainer` (the reference; the issue asks ours >= 0.9x of it),
-    - `trl_default`: TRL's SFTTrainer with its own chunked output-layer loss (what we replace);
-    medians over `repeats` runs, run interleaved so machine noise hits all alike.
+    - `trl_default`: TRL's SFTTrainer with its own chunked output-layer loss (what we replace),
+    - `grouped`: ours as the stage runs it, batching steps of similar length (`sft.group_by_length`);
+    medians over `repeats` runs, run interleaved so machine noise hits all alike. The first three
+    draw the same random batches.
 ratio_vs_trainer: octopus / trainer samples/s.
 inference: responses/s of greedy generation on held-out steps, one at a time and batched.
 """
@@ -22,19 +24,20 @@ import torch
 
 from octopus.config import Params
 from octopus.data import builders
-from octopus.model.factory import build_model, set_finetune_mode
+from octopus.model.factory import build_model, get_family, set_finetune_mode
 from octopus.training.sft import IndexedCollator, _index_dataset, encode_steps, make_trainer, peak_memory_mb, quiet
 
 
 def _trainer(kind: str, pm, examples: list, params: Params, work: Path):
-    if kind == "octopus":
-        return make_trainer(pm, examples, [], params, work)
+    if kind in ("octopus", "grouped"):  # ours with the plain trainers' random batches (the ratio), and as shipped
+        return make_trainer(pm, examples, [], replace(params, sft=replace(params.sft,
+                                                                          group_by_length=kind == "grouped")), work)
     s = params.sft
     common = dict(output_dir=str(work), per_device_train_batch_size=s.batch_size, max_steps=s.max_steps,
                   learning_rate=s.learning_rate, logging_steps=10_000, save_strategy="no", report_to=[],
                   use_cpu=not torch.cuda.is_available(), remove_unused_columns=False, dataloader_pin_memory=False,
                   disable_tqdm=True, seed=s.seed, bf16=False, gradient_checkpointing=False)
-    data, collator = _index_dataset(0, len(examples)), IndexedCollator(pm, examples)
+    data, collator = _index_dataset(0, examples), IndexedCollator(pm, examples)
     if kind == "trainer":
         from transformers import Trainer, TrainingArguments
         return quiet(Trainer(model=pm.model, args=TrainingArguments(**common), train_dataset=data,
@@ -46,10 +49,11 @@ def _trainer(kind: str, pm, examples: list, params: Params, work: Path):
 
 
 def run_train_bench(params: Params, dataset_dir: str | Path, steps: int = 30, repeats: int = 3,
-                    kinds: tuple[str, ...] = ("octopus", "trainer", "trl_default")) -> dict:
+                    kinds: tuple[str, ...] = ("octopus", "trainer", "trl_default", "grouped")) -> dict:
     p = replace(params, sft=replace(params.sft, max_steps=steps, report_to="none", warmup_ratio=0.0))
     data = builders.read_steps(dataset_dir, p.sft.rows)[: steps * p.sft.batch_size]
-    texts = [r["prompt"] for r in data] + [r["response"] for r in data]
+    column = get_family(p.model.family).prompt_column
+    texts = [r[column] for r in data] + [r["response"] for r in data]
     pm = build_model(p.model, texts, seed=0)
     init = {k: v.clone() for k, v in pm.model.state_dict().items()}
     examples, _ = encode_steps(pm, data)
@@ -87,8 +91,9 @@ def run_inference_bench(params: Params, model_dir: str | Path, dataset_dir: str 
     _, val = builders.sft_split(steps, params.sft.val_fraction, params.sft.seed)
     val = (val or steps)[:n]
     policy = Policy.from_pretrained(model_dir, max_new_tokens=params.model.max_new_tokens)
-    views = builders.decode_all(val, policy.pm.spec.image_size)
-    obs = [{"text": r["prompt"], "views": v} for r, v in zip(val, views)]
+    family = policy.pm.family
+    views = builders.decode_all(val, policy.pm.spec.image_size) if family.reads_views else [None] * len(val)
+    obs = [family.step_observation(r, v) for r, v in zip(val, views)]
     out = {"responses": len(obs), "max_new_tokens": params.model.max_new_tokens, "per_batch_size": {}}
     for b in batch_sizes:
         policy.batch_size = b

@@ -48,9 +48,11 @@ class IndexedCollator:
         return self.pm.collate([self.examples[f["index"]] for f in features])
 
 
-def _index_dataset(start: int, n: int):
+def _index_dataset(start: int, examples: list):
+    """Dataset indices (what the collator looks up) and each example's length (what group_by_length sorts on)."""
     import datasets
-    return datasets.Dataset.from_dict({"index": list(range(start, start + n))})
+    return datasets.Dataset.from_dict({"index": list(range(start, start + len(examples))),
+                                       "length": [len(e.input_ids) for e in examples]})
 
 
 def encode_steps(pm: PolicyModel, steps: list[dict], workers: int = 2) -> tuple[list, int]:
@@ -94,11 +96,12 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
         run_name=run_name or f"sft-{params.model.family}-{params.model.preset}-{s.mode}", use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=False, remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
         max_length=None, packing=False, dataloader_pin_memory=False, disable_tqdm=True,
+        train_sampling_strategy="group_by_length" if s.group_by_length else "random", length_column_name="length",
         **precision_flags(s.precision))
     # one collator over train + validation examples; the validation indices follow the training ones
     n = len(train_examples)
-    return quiet(OctopusSFTTrainer(model=pm.model, args=cfg, train_dataset=_index_dataset(0, n),
-                             eval_dataset=_index_dataset(n, len(val_examples)) if val_examples else None,
+    return quiet(OctopusSFTTrainer(model=pm.model, args=cfg, train_dataset=_index_dataset(0, train_examples),
+                             eval_dataset=_index_dataset(n, val_examples) if val_examples else None,
                              data_collator=IndexedCollator(pm, train_examples + val_examples),
                              processing_class=pm.tokenizer,
                              callbacks=callbacks))
@@ -151,8 +154,7 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
     if not picked:
         return {"generated": 0}
     policy = Policy(pm, max_new_tokens=params.model.max_new_tokens, batch_size=params.model.batch_size)
-    key = "text" if pm.family.reads_views else "message"
-    obs = [{key: steps[i][pm.family.prompt_column], "views": examples[i].views} for i in picked]
+    obs = [pm.family.step_observation(steps[i], examples[i].views) for i in picked]
     t0 = time.perf_counter()
     texts = policy.respond_batch(obs)
     took = time.perf_counter() - t0
