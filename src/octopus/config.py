@@ -188,7 +188,8 @@ class SFTParams:
     max_steps: int = _f(-1, "optimizer steps (overrides epochs when > 0)", lo=-1)
     batch_size: int = _f(8, "samples per device per optimizer step", lo=1, hi=4096)
     grad_accum: int = _f(1, "gradient accumulation steps", lo=1, hi=1024)
-    group_by_length: bool = _f(True, "batch steps of similar length together (shuffled in groups): less padding")
+    group_by_length: bool = _f(False, "batch steps of similar length together: less padding, 1.1-1.7x faster, "
+                               "but worse held-out loss and rollouts on the tiny presets (measured)")
     learning_rate: float = _f(2e-3, "peak learning rate (cosine decay after warmup)", lo=0.0, hi=1.0)
     warmup_ratio: float = _f(0.05, "share of steps spent warming up", lo=0.0, hi=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0, hi=1.0)

@@ -158,3 +158,13 @@ def test_a_missing_runner_extra_says_what_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(CollectError, match=r"collect.runner: ray needs prefect-ray: pip install -e '.\[ray\]'"):
         make_task_runner(CollectParams(runner="ray"))
+
+
+def test_the_local_api_ca_file_is_one_certificate_that_ssl_loads():
+    import ssl
+
+    from octopus.data.flow import _one_certificate_file
+    path = _one_certificate_file()
+    text = path.read_text()
+    assert text.count("BEGIN CERTIFICATE") == 1 and text.rstrip().endswith("END CERTIFICATE-----")
+    assert ssl.create_default_context(cafile=str(path)).cert_store_stats()["x509_ca"] == 1
