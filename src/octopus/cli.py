@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from octopus import paths
 from octopus.config import ConfigError, Params, load_params
 
 app = typer.Typer(help="Octopus: an embodied vision-language programmer trained from environment feedback.",
@@ -46,9 +47,11 @@ console = Console(stderr=True)
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file (defaults apply when it is missing)")
 
 
-def _params(path: Path) -> Params:
+def _params(path: Path, policy: str | None = None) -> Params:
+    """The params file (exit 2 on a bad value), with `policies.<policy>` applied when one is named."""
     try:
-        return load_params(path)
+        p = load_params(path)
+        return p if policy is None else p.for_policy(policy)
     except ConfigError as err:
         console.print(f"[red]error in {path}:[/] {err}")
         raise typer.Exit(2) from None
@@ -173,7 +176,7 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
             agent: str = typer.Option("oracle", help="who writes the responses: oracle | random | llm (collect.llm "
                                       "endpoint) | policy (a trained checkpoint, --model)"),
             seed: int = typer.Option(0, help="agent seed"),
-            model: Path = typer.Option(Path("models/sft/octopus"), help="policy checkpoint for --agent policy"),
+            model: Path = typer.Option(paths.sft_model("octopus"), help="policy checkpoint for --agent policy"),
             save_views: Optional[Path] = typer.Option(
                 None, "--save-views", help="write the 10 views and a contact sheet as PNGs into this directory "
                 "after reset and after every step (stepNN_<VIEW>.png, stepNN_sheet.png)"),
@@ -327,7 +330,6 @@ def collect_cmd(progress: bool = typer.Option(True, help="show a progress bar"),
 @app.command("validate")
 def validate_cmd(params: Path = PARAMS) -> None:
     """The validate stage: great_expectations checks over data/dataset; Data Docs in data/data-docs (exit 1 on failure)."""
-    from octopus import paths
     from octopus.validation import run_validate
     p = _params(params)
     raise typer.Exit(run_validate(p, paths.DATASET, paths.SUITE_TASKS, paths.DATA_DOCS, paths.report("validate")))
@@ -346,15 +348,10 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
     fails the run."""
     import os
 
-    from octopus import paths
     from octopus.data.schema import DatasetError
     from octopus.model.factory import ModelError
     from octopus.training.sft import SFTError, train_sft
-    try:
-        p = _params(params).for_policy(policy)
-    except ConfigError as err:
-        console.print(f"[red]sft failed:[/] {err}")
-        raise typer.Exit(2) from None
+    p = _params(params, policy)
     if p.sft.report_to == "wandb":
         os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
         os.environ.setdefault("WANDB_PROJECT", p.sft.wandb_project)
@@ -385,7 +382,6 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     and the HTML rollout report reports/rollouts/index.html (views, code, errors of every episode)."""
     import shutil
 
-    from octopus import paths
     from octopus.data.collect import read_suite
     from octopus.evaluation.report import render_table
     from octopus.evaluation.stage import EvaluateError, run_evaluate
@@ -443,13 +439,8 @@ def model_bench(as_json: bool = typer.Option(False, "--json", help="print the nu
                 params: Path = PARAMS) -> None:
     """SFT throughput (ours vs a plain transformers.Trainer vs TRL's default loss) and policy responses/s
     (with the policy's checkpoint models/sft/POLICY, when it exists)."""
-    from octopus import paths
     from octopus.training.bench import run_inference_bench, run_train_bench
-    try:
-        p = _params(params).for_policy(policy)
-    except ConfigError as err:
-        console.print(f"[red]bench failed:[/] {err}")
-        raise typer.Exit(2) from None
+    p = _params(params, policy)
     report = run_train_bench(p, paths.DATASET, steps, repeats)
     if inference:
         report["inference"] = run_inference_bench(p, paths.sft_model(policy), paths.DATASET)

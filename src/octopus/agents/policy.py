@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from octopus import paths
 from octopus.agents import register
 from octopus.config import Params
 from octopus.sim.env import sanitize
@@ -22,7 +23,7 @@ def scene_objects(episode: Episode) -> dict[str, float]:
 
 @register("policy")
 class PolicyAgent:
-    def __init__(self, model: str | Path = "models/sft/octopus", params: Params | None = None, ground: bool = True,
+    def __init__(self, model: str | Path = paths.sft_model("octopus"), params: Params | None = None, ground: bool = True,
                  policy=None) -> None:
         from octopus.model.policy import Policy
         self.params = params or Params()

@@ -24,8 +24,9 @@ import torch
 
 from octopus.config import Params
 from octopus.data import builders
-from octopus.model.factory import build_model, get_family, set_finetune_mode
-from octopus.training.sft import IndexedCollator, _index_dataset, encode_steps, make_trainer, peak_memory_mb, quiet
+from octopus.model.factory import build_model, set_finetune_mode
+from octopus.training.sft import (IndexedCollator, _index_dataset, encode_steps, make_trainer, peak_memory_mb, quiet,
+                                  tokenizer_texts)
 
 
 def _trainer(kind: str, pm, examples: list, params: Params, work: Path):
@@ -52,9 +53,7 @@ def run_train_bench(params: Params, dataset_dir: str | Path, steps: int = 30, re
                     kinds: tuple[str, ...] = ("octopus", "trainer", "trl_default", "grouped")) -> dict:
     p = replace(params, sft=replace(params.sft, max_steps=steps, report_to="none", warmup_ratio=0.0))
     data = builders.read_steps(dataset_dir, p.sft.rows)[: steps * p.sft.batch_size]
-    column = get_family(p.model.family).prompt_column
-    texts = [r[column] for r in data] + [r["response"] for r in data]
-    pm = build_model(p.model, texts, seed=0)
+    pm = build_model(p.model, tokenizer_texts(p.model.family, data), seed=0)
     init = {k: v.clone() for k, v in pm.model.state_dict().items()}
     examples, _ = encode_steps(pm, data)
     samples = steps * p.sft.batch_size
@@ -91,9 +90,8 @@ def run_inference_bench(params: Params, model_dir: str | Path, dataset_dir: str 
     _, val = builders.sft_split(steps, params.sft.val_fraction, params.sft.seed)
     val = (val or steps)[:n]
     policy = Policy.from_pretrained(model_dir, max_new_tokens=params.model.max_new_tokens)
-    family = policy.pm.family
-    views = builders.decode_all(val, policy.pm.spec.image_size) if family.reads_views else [None] * len(val)
-    obs = [family.step_observation(r, v) for r, v in zip(val, views)]
+    examples, _ = encode_steps(policy.pm, val)  # views decoded at the model's size (none for a blind policy)
+    obs = [policy.pm.family.step_observation(r, ex.views) for r, ex in zip(val, examples)]
     out = {"responses": len(obs), "max_new_tokens": params.model.max_new_tokens, "per_batch_size": {}}
     for b in batch_sizes:
         policy.batch_size = b

@@ -55,6 +55,12 @@ def _index_dataset(start: int, examples: list):
                                        "length": [len(e.input_ids) for e in examples]})
 
 
+def tokenizer_texts(family: str, steps: list[dict]) -> list[str]:
+    """What a from-scratch tokenizer is trained on: the steps' inputs as the family reads them, and responses."""
+    column = get_family(family).prompt_column
+    return [r[column] for r in steps] + [r["response"] for r in steps]
+
+
 def encode_steps(pm: PolicyModel, steps: list[dict], workers: int = 2) -> tuple[list, int]:
     """Examples for `steps` (views decoded, and resized to the model's size, once) and how many were cut.
 
@@ -192,8 +198,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     if not train:
         raise SFTError(f"no training steps left after holding out {s.val_fraction:.0%} of tasks")
     log(f"sft: {len(train)} train / {len(val)} validation steps ({s.rows}) from {dataset_dir}")
-    column = get_family(params.model.family).prompt_column
-    pm = build_model(params.model, [r[column] for r in train] + [r["response"] for r in train], seed=s.seed)
+    pm = build_model(params.model, tokenizer_texts(params.model.family, train), seed=s.seed)
     trainable, total = set_finetune_mode(pm, s.mode)
     if s.lora:
         apply_lora(pm, params)
