@@ -168,3 +168,21 @@ def test_the_local_api_ca_file_is_one_certificate_that_ssl_loads():
     text = path.read_text()
     assert text.count("BEGIN CERTIFICATE") == 1 and text.rstrip().endswith("END CERTIFICATE-----")
     assert ssl.create_default_context(cafile=str(path)).cert_store_stats()["x509_ca"] == 1
+
+
+def test_without_a_configured_api_every_episode_is_recorded_by_the_temporary_server(project, tmp_path):
+    """No PREFECT_API_URL: `octopus collect` starts one temporary server, configured to record state events in
+    batches; every task run still reaches its database, Completed, by the time the command exits."""
+    import sqlite3
+    params_path = project.write(collect={"runner": "process", "workers": 2})
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db")
+    out = subprocess.run([sys.executable, "-m", "octopus.cli", "collect", "--no-progress", "--params", str(params_path)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = plan_jobs(read_suite(paths.SUITE_TASKS), load_params(params_path))
+    db = sqlite3.connect(home / "prefect.db")
+    (flow_run,) = db.execute("select id from flow_run where name is not null order by created desc limit 1").fetchone()
+    runs = dict(db.execute("select name, state_type from task_run where flow_run_id = ?", (flow_run,)).fetchall())
+    assert runs == {j.name: "COMPLETED" for j in jobs}

@@ -4,6 +4,9 @@ steps_per_min[w]: tree nodes (steps, rendering and PNG encoding included) per mi
     teacher over the Prefect fan-out with `w` worker processes, wall clock from submission (pool
     start-up included) to the last episode; the median of `repeats` runs over the same episodes.
 scaling: steps_per_min[2] / steps_per_min[1].
+first_episode_s[w]: submission to the first finished episode (worker start-up: spawn, imports, sandbox).
+steady_steps_per_min[w]: the rate once every worker has finished an episode (start-up excluded);
+    steady_scaling is its 2-worker / 1-worker ratio.
 paper_scale_estimate_min: the paper preset's episodes x the measured nodes per episode, at the
     fastest measured rate.
 dvc_repro_noop_s: `dvc repro` when nothing changed (median).
@@ -27,34 +30,56 @@ from octopus.data.collect import plan_jobs, read_suite
 
 
 @flow(name="collect-bench")
-def _timed_fan_out(jobs: list, params: Params, parts: str) -> float:
+def _timed_fan_out(jobs: list, params: Params, parts: str) -> tuple[float, list[tuple[float, int]]]:
+    """Seconds from submission to the last episode, and (seconds, nodes) of each finished episode."""
     from octopus.data.flow import _fan_out
+    finished: list[tuple[float, int]] = []
     t0 = time.perf_counter()
-    failures = _fan_out(jobs, params, Path(parts), lambda job, summary: None)
+    failures = _fan_out(jobs, params, Path(parts),
+                        lambda job, summary: finished.append((time.perf_counter() - t0, summary["nodes"])))
     if failures:
         raise RuntimeError(f"benchmark episodes failed: {failures[:3]}")
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, finished
+
+
+def _steady(finished: list[tuple[float, int]], workers: int) -> tuple[float, float]:
+    """(seconds to the first finished episode, steps/min after each worker finished its first one)."""
+    finished = sorted(finished)
+    if len(finished) <= workers:
+        return finished[0][0], 0.0
+    start, end = finished[workers - 1][0], finished[-1][0]
+    nodes = sum(n for _, n in finished[workers:])
+    return finished[0][0], 60 * nodes / (end - start) if end > start else 0.0
 
 
 def run_collect_bench(params: Params, workers: list[int], episodes: int, repeats: int) -> dict:
     from octopus.data.collect import done
+    from octopus.data.flow import ensure_prefect_api
+    ensure_prefect_api()  # the temporary server as `octopus collect` starts it, before the first flow
     c = replace(params.collect, teacher="oracle", runner="process", task_retries=0, max_tasks=0, episodes_per_task=1)
     base = replace(params, collect=c)
     jobs = plan_jobs(read_suite(paths.SUITE_TASKS), base)[:episodes]
     report: dict = {"episodes": len(jobs), "render_size": params.render.size, "explore": c.oracle.explore}
     nodes = 0
     for w in workers:
-        rates = []
+        rates, firsts, steadies = [], [], []
         for _ in range(repeats):
             with tempfile.TemporaryDirectory(prefix="octopus-bench-") as tmp:
-                seconds = _timed_fan_out(jobs, replace(base, collect=replace(c, workers=w)), tmp)
+                seconds, finished = _timed_fan_out(jobs, replace(base, collect=replace(c, workers=w)), tmp)
                 nodes = sum(done(Path(tmp), j)["nodes"] for j in jobs)
             rates.append(60 * nodes / seconds)
+            first, steady = _steady(finished, w)
+            firsts.append(first)
+            steadies.append(steady)
         report[f"steps_per_min_{w}w"] = round(statistics.median(rates), 1)
         report[f"steps_per_min_{w}w_runs"] = [round(r, 1) for r in rates]
+        report[f"first_episode_s_{w}w"] = round(statistics.median(firsts), 2)
+        report[f"steady_steps_per_min_{w}w"] = round(statistics.median(steadies), 1)
     report["nodes"] = nodes
     if 1 in workers and 2 in workers:
         report["scaling_2w_over_1w"] = round(report["steps_per_min_2w"] / report["steps_per_min_1w"], 3)
+        report["steady_scaling_2w_over_1w"] = round(
+            report["steady_steps_per_min_2w"] / max(report["steady_steps_per_min_1w"], 1e-9), 3)
     paper = replace(base, collect=replace(c, preset="paper", max_tasks=None, episodes_per_task=None))
     paper_jobs = len(plan_jobs(read_suite(paths.SUITE_TASKS), paper))
     best = max(report[f"steps_per_min_{w}w"] for w in workers)

@@ -63,6 +63,17 @@ def make_task_runner(c: CollectParams):
                            f"pip install -e '.[{c.runner}]'") from None
 
 
+# Settings of the temporary local API server (a configured server keeps its own).
+LOCAL_SERVER_SETTINGS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry calls from offline machines
+    # write task runs' state events in batches (default: one event per transaction); the UI lags <= 5 s
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "10",
+    # automations: none can be defined on a server that lives for one run
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+}
+
+
 def ensure_prefect_api() -> str | None:
     """Share one Prefect API with worker processes.
 
@@ -74,13 +85,18 @@ def ensure_prefect_api() -> str | None:
     process worker) parses the whole certifi CA bundle into an SSL context it never uses: about half
     of a task run's overhead in the worker (108 -> 53 ms per no-op task run measured). Pointing
     PREFECT_API_SSL_CERT_FILE at a one-certificate file removes that; a configured (maybe HTTPS)
-    server is left alone."""
+    server is left alone.
+
+    The temporary server also gets `LOCAL_SERVER_SETTINGS` (unless set already): with Prefect's
+    defaults it recorded every task-run state event in its own upsert and evaluated automations on
+    each, about 20% of a core while two workers collected, taken from the workers."""
     from prefect.settings import PREFECT_API_URL
     url = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
     if url:
         return url
     from prefect.server.api.server import SubprocessASGIServer
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls from offline machines
+    for key, value in LOCAL_SERVER_SETTINGS.items():
+        os.environ.setdefault(key, value)
     server = SubprocessASGIServer()  # the same instance Prefect's client would start for this process
     server.start()
     os.environ["PREFECT_API_URL"] = server.api_url
