@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from octopus.config import Params
 from octopus.data import schema
+from octopus.files import write_json
 from octopus.sim.tasks import Suite, Task
 
 # collect settings that change how fast data is made, not what it is
@@ -158,14 +159,8 @@ def run_job(job: Job, params: Params, parts: str | Path) -> dict:
     schema.write_rows(rows, table_path)
     summary = {"job": job.name, "task_id": job.task["id"], "episode": job.episode, **stats,
                "usage": teacher.usage(), "seconds": time.perf_counter() - t0}
-    _write_json(summary_path, summary)
+    write_json(summary_path, summary, sort_keys=True)
     return summary
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------- finalize
@@ -205,7 +200,7 @@ def finalize(jobs: list[Job], params: Params, parts: Path, out: Path, suite_path
         path = schema.write_table(table.slice(k * rows, rows), tmp / name)
         shards.append({"file": name, "rows": min(rows, table.num_rows - k * rows), "sha256": _sha256(path)})
     manifest = _manifest(table, summaries, shards, params, suite_path, failures or [])
-    _write_json(tmp / "manifest.json", manifest)
+    write_json(tmp / "manifest.json", manifest, sort_keys=True)
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

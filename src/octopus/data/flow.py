@@ -14,7 +14,6 @@ are kept, so a rerun only does what is missing.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -28,6 +27,7 @@ from octopus import paths
 from octopus.agents import make_teacher
 from octopus.config import CollectParams, Params, load_params
 from octopus.data.collect import CollectError, Job, done, finalize, fingerprint, plan_jobs, read_suite, run_job
+from octopus.files import write_atomic, write_json
 
 ROUNDS = 2  # fresh worker pools for jobs left over by crashed workers
 
@@ -115,9 +115,7 @@ def _one_certificate_file() -> Path:
     if not path.is_file():
         bundle = Path(certifi.where()).read_text()
         first = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", bundle, re.S)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(first.group(0) if first else bundle)
-        os.replace(tmp, path)
+        write_atomic(path, first.group(0) if first else bundle)
     return path
 
 
@@ -178,7 +176,7 @@ def collect(params_path: str = "params.yaml", show_progress: bool = True) -> dic
                            f"rerun to retry the rest. First: {failures[0]['job']}: {failures[0]['error']}")
     manifest = finalize(jobs, params, parts, paths.DATASET, suite_path, failures)
     metrics = _metrics(manifest, progress.nodes, resumed, seconds, params)
-    _write_metrics(paths.report("collect"), metrics)
+    write_json(paths.report("collect"), metrics)
     for stale in paths.COLLECT_PARTS.iterdir():  # parts of other settings can never be reused
         if stale.is_dir() and stale != parts:
             shutil.rmtree(stale, ignore_errors=True)
@@ -203,13 +201,6 @@ def _metrics(manifest: dict, fresh_nodes: int, resumed: int, seconds: float, par
         "teacher": params.collect.teacher, "usage": manifest["usage"],
         "dataset_mb": round(sum(f.stat().st_size for f in paths.DATASET.glob("*.parquet")) / 2**20, 2),
     }
-
-
-def _write_metrics(path: Path, metrics: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(metrics, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 class _Progress:

@@ -16,7 +16,6 @@ written to a temporary name and renamed; the HTML folder is built beside the old
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 
 from octopus.evaluation.metrics import GROUPS, METRICS
 from octopus.evaluation.rollouts import EpisodeRecord, slug
+from octopus.files import write_atomic, write_json
 
 COLUMNS = (("seen", "Seen Env"), ("unseen", "Unseen Env"), ("follow", "Follow"), ("reason", "Reason"),
            ("all", "All"))
@@ -74,15 +74,6 @@ def _paper_rows(paper: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[
     return ["Model", *cols], [[model, *(fmt(values.get(c)) for c in cols)] for model, values in paper.items()]
 
 
-# ---------------------------------------------------------------------- files
-def _write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def metrics_json(results: dict[str, dict]) -> dict[str, Any]:
     """{"agents": {agent: {group: {metric, metric_lo, metric_hi, tasks, episodes, crashed, steps}}}}."""
     agents: dict[str, Any] = {}
@@ -114,7 +105,7 @@ def write_reports(results: dict[str, dict], out_json: Path, out_md: Path, plots_
     `row_notes`: agent -> what the row is (listed under the table for the agents in it)."""
     recs = {agent: [r if isinstance(r, EpisodeRecord) else EpisodeRecord.from_dict(r) for r in rs]
             for agent, rs in records.items()}
-    _write_text(out_json, json.dumps({**metrics_json(results), **({"meta": meta} if meta else {})}, indent=1) + "\n")
+    write_json(out_json, {**metrics_json(results), **({"meta": meta} if meta else {})})
     md = ["# Evaluation (paper Table 3)", "",
           "Task completion rate per group; [lo, hi] is a bootstrap confidence interval over tasks. "
           "Executable code, step success, mean steps (successful episodes) and plan score are over all tasks.",
@@ -124,8 +115,8 @@ def write_reports(results: dict[str, dict], out_json: Path, out_md: Path, plots_
         md += ["Rows:", "", *notes, ""]
     if paper:
         md += ["## Paper (reference numbers)", "", _markdown(*_paper_rows(paper))]
-    _write_text(out_md, "\n".join(md))
-    _write_text(plots_json, json.dumps(plot_rows(results), indent=1) + "\n")
+    write_atomic(out_md, "\n".join(md))
+    write_json(plots_json, plot_rows(results))
     write_html(results, recs, Path(html_dir), views_dir)
 
 

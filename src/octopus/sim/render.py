@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from octopus.config import RenderParams
+from octopus.files import write_atomic
 from octopus.sim.scene import GROUP_HIDDEN, GROUP_OBJECT, GROUP_ROBOT, build_scene
 from octopus.sim.world import World
 
@@ -310,10 +311,9 @@ def contact_sheet(rgb: np.ndarray, names: tuple[str, ...] = VIEWS) -> np.ndarray
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Write an image atomically (a crash never leaves a truncated PNG behind)."""
+    import io
+
     from PIL import Image
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    Image.fromarray(np.asarray(array)).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array)).save(buffer, format="PNG")
+    return write_atomic(path, buffer.getvalue())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from octopus.config import SimParams, TasksParams
+from octopus.files import write_atomic
 from octopus.sim import content
 from octopus.sim.layout import LayoutError, LayoutParams
 from octopus.sim.planner import plan
@@ -95,8 +96,5 @@ def load_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], N
 
 def write_suite(suite: Suite, path: Path, meta: dict | None = None) -> None:
     """Write atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta or {}, "tasks": [t.to_dict() for t in suite.tasks],
-                               "excluded": suite.excluded}, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps({"meta": meta or {}, "tasks": [t.to_dict() for t in suite.tasks],
+                                   "excluded": suite.excluded}, indent=1))

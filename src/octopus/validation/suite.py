@@ -18,7 +18,6 @@ the sandbox rejected is a legitimate negative row as long as it is recorded as n
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -35,6 +34,7 @@ from rich.markup import escape
 
 from octopus.config import Params
 from octopus.data.schema import N_VIEWS
+from octopus.files import write_json
 from octopus.validation.checks import LoadedDataset, ValidationError, load_dataset, parsed_share
 
 SITE = "octopus"
@@ -231,14 +231,6 @@ def _replace_dir(new: Path, old: Path) -> None:
 
 
 # ---------------------------------------------------------------------- the stage
-def _write_json(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def run_validate(params: Params, dataset_dir: Path, suite_tasks: Path, docs_dir: Path, metrics_path: Path,
                  console: Console | None = None) -> int:
     """The `octopus validate` stage: validate, write metrics (atomically), print a summary; exit code 0 or 1."""
@@ -247,12 +239,12 @@ def run_validate(params: Params, dataset_dir: Path, suite_tasks: Path, docs_dir:
     try:
         report = validate_dataset(dataset_dir, suite_tasks, params, docs_dir)
     except ValidationError as err:
-        _write_json(metrics_path, {"success": False, "error": str(err), "rows": 0, "expectations": 0,
+        write_json(metrics_path, {"success": False, "error": str(err), "rows": 0, "expectations": 0,
                                    "failed_expectations": 0, "failed": [],
                                    "seconds": round(time.perf_counter() - t0, 2)})
         console.print(f"[red]validate failed:[/] {escape(str(err))}")
         return 1
-    _write_json(metrics_path, report.metrics())
+    write_json(metrics_path, report.metrics())
     n = len(report.results)
     if report.success:
         console.print(f"validate: all {n} expectations passed on {report.rows} rows in {report.shards} shard(s) "

@@ -1,0 +1,53 @@
+"""What every command shares: the stderr console, the --params option, params/suite/task loading
+that exits 2 with a readable message on bad input, and printing a benchmark report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from octopus.config import ConfigError, Params, load_params
+
+console = Console(stderr=True)
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file (defaults apply when it is missing)")
+
+
+def params_of(path: Path, policy: str | None = None) -> Params:
+    """The params file (exit 2 on a bad value), with `policies.<policy>` applied when one is named."""
+    try:
+        p = load_params(path)
+        return p if policy is None else p.for_policy(policy)
+    except ConfigError as err:
+        console.print(f"[red]error in {path}:[/] {err}")
+        raise typer.Exit(2) from None
+
+
+def suite_of(p: Params, task_list: Path | None = None):
+    """The task suite (built with a progress bar the first time, cached afterwards); exit 2 if it cannot be."""
+    from octopus.sim.suite import load_suite
+    try:
+        with Progress(console=console, transient=True) as bar:
+            job = bar.add_task("building and proving the task suite (cached afterwards)", total=None)
+            return load_suite(p.sim, p.tasks, lambda n, total: bar.update(job, completed=n, total=total),
+                              str(task_list) if task_list else None)
+    except (OSError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+
+
+def task_of(p: Params, task_id: str):
+    """One task of the suite by id (exit 2 naming the unknown id)."""
+    try:
+        return suite_of(p).get(task_id)
+    except KeyError as err:
+        console.print(f"[red]error:[/] {err.args[0]}")
+        raise typer.Exit(2) from None
+
+
+def print_report(report: dict, as_json: bool) -> None:
+    """A benchmark's numbers on stdout: JSON, or one `key: value` line each."""
+    print(json.dumps(report, indent=1) if as_json else "\n".join(f"{k}: {v}" for k, v in report.items()))

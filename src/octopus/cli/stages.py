@@ -1,0 +1,106 @@
+"""The pipeline's stages as commands (what dvc.yaml runs): collect, validate, sft, evaluate.
+
+Each prints a one-line summary on stderr and exits 1 with the reason when the stage fails (2: bad params).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from octopus import paths
+from octopus.cli.common import PARAMS, console, params_of
+from octopus.files import write_json
+
+
+def collect_cmd(progress: bool = typer.Option(True, help="show a progress bar"), params: Path = PARAMS) -> None:
+    """The collect stage: a teacher explores trial-and-error trees on the train tasks (data/dataset, reports/collect.json).
+
+    Runs the Prefect flow `collect` (a task run per task-episode over `collect.workers` workers).
+    Interrupted runs resume: finished episodes are kept and never collected twice."""
+    from octopus.data.collect import CollectError
+    from octopus.sim.render import RenderError
+    p = params_of(params)
+    from octopus.data.flow import collect, ensure_prefect_api
+    try:
+        ensure_prefect_api()  # one temporary server for this run and its workers when none is configured
+        m = collect(str(params), show_progress=progress)
+    except (CollectError, RenderError, OSError) as err:
+        console.print(f"[red]collect failed:[/] {err}")
+        raise typer.Exit(1) from None
+    console.print(f"collected {m['rows']} rows ({m['images']} images) from {m['episodes']} episodes of "
+                  f"{m['tasks']} tasks with the {p.collect.teacher} teacher: {m['positive']} positive, "
+                  f"{m['negative']} negative; {100 * m['episode_success_rate']:.0f}% of episodes solved; "
+                  f"{m['steps_per_min']:.0f} steps/min on {m['workers']} {m['runner']} worker(s)")
+
+
+def validate_cmd(params: Path = PARAMS) -> None:
+    """The validate stage: great_expectations checks over data/dataset; Data Docs in data/data-docs (exit 1 on failure)."""
+    from octopus.validation import run_validate
+    p = params_of(params)
+    raise typer.Exit(run_validate(p, paths.DATASET, paths.SUITE_TASKS, paths.DATA_DOCS, paths.report("validate")))
+
+
+def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies` in params.yaml to train (DVC "
+                                       "runs one stage per policy: sft@NAME)"),
+            params: Path = PARAMS) -> None:
+    """The sft stage: finetune one policy on data/dataset with TRL's SFTTrainer.
+
+    Writes models/sft/POLICY (the checkpoint), reports/sft/POLICY.json (metrics) and
+    reports/sft/POLICY_curve.json (loss curve, DVC plots). The `policies` section of params.yaml says
+    what each policy changes in `model` and `sft` (e.g. the blind text-only baseline). wandb logs
+    offline unless WANDB_API_KEY is set (sync later with `wandb sync wandb/`); it never blocks or
+    fails the run."""
+    import os
+
+    from octopus.data.schema import DatasetError
+    from octopus.model.factory import ModelError
+    from octopus.training.sft import SFTError, train_sft
+    p = params_of(params, policy)
+    if p.sft.report_to == "wandb":
+        os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
+        os.environ.setdefault("WANDB_PROJECT", p.sft.wandb_project)
+        os.environ.setdefault("WANDB_SILENT", "true")
+    out_dir = paths.sft_model(policy)
+    try:
+        out = train_sft(p, paths.DATASET, out_dir, log=console.print, run_name=f"sft-{policy}")
+    except (DatasetError, ModelError, SFTError, ValueError) as err:
+        console.print(f"[red]sft failed:[/] {err}")
+        raise typer.Exit(1) from None
+    if not out["main"]:
+        return
+    m = out["metrics"]
+    write_json(paths.sft_report(policy), m)
+    write_json(paths.sft_curve(policy), out["curve"])
+    q = m["quality"]
+    console.print(f"sft {policy}: {m['train_steps']} steps x {m['epochs']} epochs in {m['train_s']:.0f} s "
+                  f"({m['samples_per_s']:.1f} samples/s, {m['tokens_per_s']:.0f} tokens/s); val loss "
+                  f"{m['val_loss_start']} -> {m['val_loss']}; held-out responses parse {q.get('parse_rate')} / "
+                  f"compile {q.get('compile_rate')}; saved {out_dir}")
+
+
+def evaluate_cmd(params: Path = PARAMS) -> None:
+    """The evaluate stage: every agent of `evaluate.agents` on the evaluation suite; prints the Table-3 table.
+
+    Writes reports/evaluate.json (metrics), reports/evaluate.md (the table), reports/evaluate_plots.json
+    and the HTML rollout report reports/rollouts/index.html (views, code, errors of every episode)."""
+    import shutil
+
+    from octopus.data.collect import read_suite
+    from octopus.evaluation.report import render_table
+    from octopus.evaluation.stage import EvaluateError, run_evaluate
+    from octopus.sim.render import RenderError
+    p = params_of(params)
+    try:
+        tasks = read_suite(paths.SUITE_TASKS).evaluation()[:p.evaluate.max_tasks]
+        out = run_evaluate(p, tasks)  # its flow shares one Prefect API with the workers
+    except (EvaluateError, RenderError, OSError, ValueError) as err:
+        console.print(f"[red]evaluate failed:[/] {err}")
+        raise typer.Exit(1) from None
+    finally:
+        shutil.rmtree(paths.EVAL_VIEWS, ignore_errors=True)  # copied into the HTML report
+    typer.echo(render_table(out["results"]))
+    m = out["meta"]
+    console.print(f"evaluate: {m['episodes']} episodes in {m['wall_s']:.0f} s ({m['episodes_per_min']} per min on "
+                  f"{p.evaluate.workers} worker(s)); table {paths.EVAL_TABLE}, rollouts {paths.EVAL_HTML}/index.html")
