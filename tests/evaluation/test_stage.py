@@ -79,6 +79,16 @@ def test_missing_checkpoint_and_unknown_agents_are_clear_errors(project):
         run_evaluate(load_params(project(agents=["tiny_sft"]) / "params.yaml"), [])
 
 
+def test_tasks_are_named_by_id_and_must_be_in_the_suite_snapshot(project, suite, prefect_api):
+    """The flow's parameters are task ids (small, readable in the Prefect UI); an id the snapshot lacks is an error."""
+    from octopus.config import load_params
+    from octopus.evaluation.stage import EvaluateError, run_evaluate
+    p = load_params(project(agents=["oracle"], save_views=False) / "params.yaml")
+    stray = replace(suite.evaluation()[0], id="not_a_task_of_the_suite")
+    with pytest.raises(EvaluateError, match="data/suite/tasks.json: unknown task 'not_a_task_of_the_suite'"):
+        run_evaluate(p, [stray])
+
+
 def test_an_episode_that_keeps_crashing_is_recorded_as_a_failure(project, suite, monkeypatch, prefect_api):
     from octopus.config import load_params
     from octopus.evaluation import stage

@@ -29,10 +29,20 @@ from octopus.config import Params
 from octopus.data.collect import plan_jobs, read_suite
 
 
+def _bench_jobs(params: Params, episodes: int) -> list:
+    """The first `episodes` of every train task once (0: all of them, the laptop preset's set)."""
+    jobs = plan_jobs(read_suite(paths.SUITE_TASKS), params)
+    return jobs[:episodes] if episodes > 0 else jobs
+
+
+# Its parameters are small on purpose, as the stage's flow's are: Prefect copies a flow's parameters into
+# every task run's context (pickled per submission, validated in the worker), so a flow that took the
+# job list would cost O(episodes) per episode and time Prefect rather than collection.
 @flow(name="collect-bench")
-def _timed_fan_out(jobs: list, params: Params, parts: str) -> tuple[float, list[tuple[float, int]]]:
+def _timed_fan_out(params: Params, episodes: int, parts: str) -> tuple[float, list[tuple[float, int]]]:
     """Seconds from submission to the last episode, and (seconds, nodes) of each finished episode."""
     from octopus.data.flow import _fan_out
+    jobs = _bench_jobs(params, episodes)
     finished: list[tuple[float, int]] = []
     t0 = time.perf_counter()
     failures = _fan_out(jobs, params, Path(parts),
@@ -58,14 +68,14 @@ def run_collect_bench(params: Params, workers: list[int], episodes: int, repeats
     ensure_prefect_api()  # the temporary server as `octopus collect` starts it, before the first flow
     c = replace(params.collect, teacher="oracle", runner="process", task_retries=0, max_tasks=0, episodes_per_task=1)
     base = replace(params, collect=c)
-    jobs = plan_jobs(read_suite(paths.SUITE_TASKS), base)[:episodes]
+    jobs = _bench_jobs(base, episodes)
     report: dict = {"episodes": len(jobs), "render_size": params.render.size, "explore": c.oracle.explore}
     nodes = 0
     for w in workers:
         rates, firsts, steadies = [], [], []
         for _ in range(repeats):
             with tempfile.TemporaryDirectory(prefix="octopus-bench-") as tmp:
-                seconds, finished = _timed_fan_out(jobs, replace(base, collect=replace(c, workers=w)), tmp)
+                seconds, finished = _timed_fan_out(replace(base, collect=replace(c, workers=w)), episodes, tmp)
                 nodes = sum(done(Path(tmp), j)["nodes"] for j in jobs)
             rates.append(60 * nodes / seconds)
             first, steady = _steady(finished, w)

@@ -1,7 +1,8 @@
 """The evaluate stage: every configured agent on the evaluation suite, fanned out through Prefect.
 
     octopus evaluate                      # what `dvc repro evaluate` and `make eval` run
-    results = evaluate(params)            # the same from Python (a Prefect flow)
+    out = run_evaluate(params, tasks)     # the same from Python (tasks of data/suite/tasks.json)
+    records = evaluate(params, task_ids)  # only the episodes, as a Prefect flow
 
 One Prefect task run per (agent, task, seed), over `evaluate.workers` processes (or threads, Dask,
 Ray: `evaluate.runner`, as for collection). A task run that raises is retried
@@ -147,10 +148,19 @@ def check_agents(params: Params) -> None:
                                 f"(run `dvc repro sft@{Path(ckpt).name}`)")
 
 
+# Tasks are named by id, not passed whole: Prefect copies a flow's parameters into every task run's
+# context (pickled per submission, validated in the worker), and the UI shows them as the run's parameters.
 @flow(name="evaluate", log_prints=True)
-def evaluate(params: Params, tasks: list[Task], views_dir: str | None = None) -> dict[str, list[EpisodeRecord]]:
-    """Every (agent, task, seed) episode; crashed ones recorded as failures."""
+def evaluate(params: Params, task_ids: list[str], suite_path: str = str(paths.SUITE_TASKS),
+             views_dir: str | None = None) -> dict[str, list[EpisodeRecord]]:
+    """Every (agent, task, seed) episode on those tasks of the suite snapshot; crashed ones recorded as failures."""
+    from octopus.data.collect import read_suite
     from octopus.data.flow import ensure_prefect_api, make_task_runner
+    suite = read_suite(suite_path)
+    try:
+        tasks = [suite.get(i) for i in task_ids]
+    except KeyError as err:
+        raise EvaluateError(f"{suite_path}: {err.args[0]}") from None
     e = params.evaluate
     logger = get_run_logger()
     if e.runner != "thread":
@@ -182,15 +192,16 @@ def evaluate(params: Params, tasks: list[Task], views_dir: str | None = None) ->
     return records
 
 
-def run_evaluate(params: Params, tasks: list[Task]) -> dict:
-    """The stage: episodes, summaries with bootstrap CIs, and every report file."""
+def run_evaluate(params: Params, tasks: list[Task], suite_path: Path = paths.SUITE_TASKS) -> dict:
+    """The stage on `tasks` of the suite snapshot at `suite_path`: episodes, summaries with bootstrap
+    CIs, and every report file."""
     check_agents(params)
     if not tasks:
         raise EvaluateError("no evaluation tasks (see tasks.eval_seen / tasks.eval_unseen)")
     e = params.evaluate
     views = paths.EVAL_VIEWS if e.save_views else None
     t0 = time.perf_counter()
-    records = evaluate(params, tasks, str(views) if views else None)
+    records = evaluate(params, [t.id for t in tasks], str(suite_path), str(views) if views else None)
     seconds = time.perf_counter() - t0
     results = {row: summarize(recs, n_boot=e.n_boot, seed=e.seed) for row, recs in records.items()}
     episodes = sum(len(r) for r in records.values())
