@@ -63,6 +63,8 @@ def make_task_runner(c: CollectParams):
                            f"pip install -e '.[{c.runner}]'") from None
 
 
+LOCAL_SERVER_STARTUP_S = 180  # at least this long to wait for the temporary server to answer
+
 # Settings of the temporary local API server (a configured server keeps its own).
 LOCAL_SERVER_SETTINGS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry calls from offline machines
@@ -98,7 +100,10 @@ def ensure_prefect_api() -> str | None:
     for key, value in LOCAL_SERVER_SETTINGS.items():
         os.environ.setdefault(key, value)
     server = SubprocessASGIServer()  # the same instance Prefect's client would start for this process
-    server.start()
+    # Prefect waits 20 s by default; a first start (a new database: every migration) on a busy 2-core
+    # machine takes longer, and a slow start should not fail the stage
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+    server.start(timeout=max(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), LOCAL_SERVER_STARTUP_S))
     os.environ["PREFECT_API_URL"] = server.api_url
     if "PREFECT_API_SSL_CERT_FILE" not in os.environ:
         os.environ["PREFECT_API_SSL_CERT_FILE"] = str(_one_certificate_file())
