@@ -14,7 +14,7 @@ import pytest
 from octopus.agents import TeacherError, make_agent, make_teacher
 from octopus.agents.llm import LLMAgent, LLMTeacher, parse_retry_after, request_seed
 from octopus.config import CollectParams, LLMTeacherParams
-from octopus.sim.messages import system_message
+from octopus.protocol import system_message
 
 from tests.agents.conftest import SIM
 from tests.agents.openai_server import VALID_RESPONSE, malformed, no_choices, ok, sleep, status

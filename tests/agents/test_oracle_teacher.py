@@ -9,7 +9,7 @@ from octopus.agents import oracle as oracle_module
 from octopus.agents.oracle import OracleAgent, OracleTeacher
 from octopus.config import MISTAKES, CollectParams, OracleTeacherParams, SimParams
 from octopus.sim.episode import Episode
-from octopus.sim.messages import parse_response
+from octopus.protocol import parse_response
 from octopus.sim.planner import plan
 from octopus.sim.suite import prove
 from octopus.sim.tasks import Task, published_tasks

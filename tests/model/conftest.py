@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from octopus.config import ModelParams
-from octopus.sim.messages import Response, TargetState
+from octopus.protocol import Response, TargetState
 
 SIZE = 32  # px per view: 2 x 2 patches of 16 px, enough to tell views apart and fast
 

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from octopus.model.postprocess import Grounding, ground_names, resolve
-from octopus.sim.messages import Response, TargetState, parse_response
+from octopus.protocol import Response, TargetState, parse_response
 
 SAMPLE = '''Explain:
 The next subtask is to grasp the rag.

@@ -1,4 +1,4 @@
-"""Tests for octopus.sim.messages: rendering/parsing of responses and environment messages."""
+"""Tests for octopus.protocol: rendering/parsing of responses and environment messages."""
 from __future__ import annotations
 
 import random
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from octopus.sim.messages import (
+from octopus.protocol import (
     API_FUNCTIONS, BINARY_RELATIONS, UNARY_STATES, EnvMessage, EnvMessageFormatError, ObservedObject,
     Response, ResponseFormatError, TargetState, parse_env_message, parse_response, system_message,
 )

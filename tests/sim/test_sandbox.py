@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from octopus.sim.sandbox import Sandbox, SandboxLimits, SandboxResult, check_code
+from octopus.protocol import check_code
+from octopus.sim.sandbox import Sandbox, SandboxLimits, SandboxResult
 from tests.sim import sandbox_fixture_api
 
 FACTORY = "tests.sim.sandbox_fixture_api:make_session"
@@ -254,14 +254,12 @@ def test_caller_process_state_untouched(sandbox):
     assert res.value["pid"] == sandbox.worker_pid != os.getpid()
 
 
-def test_warm_round_trip_is_fast(sandbox):
-    sandbox.run(GOOD, {})
-    times = []
-    for _ in range(50):
-        t0 = time.perf_counter()
-        sandbox.run(GOOD, {})
-        times.append(time.perf_counter() - t0)
-    assert sorted(times)[len(times) // 2] < 0.02  # ~0.2 ms measured; generous for loaded CI
+def test_warm_runs_reuse_the_worker(sandbox):
+    # the round trip's speed is measured by `octopus sim bench` (sandbox_round_trip_ms), not asserted here
+    pid = sandbox.worker_pid
+    for _ in range(20):
+        assert sandbox.run(GOOD, {}).ok
+    assert sandbox.worker_pid == pid
 
 
 def test_check_code():
@@ -275,10 +273,17 @@ def test_check_code():
     deep = ["x = " + "-" * 100000 + "1", "x = " + "(" * 1000 + ")" * 1000, "x = " + "+".join(["1"] * 50000)]
     for code in deep:  # hostile nesting must not crash the checker
         assert check_code(code, max_code_chars=10**6).startswith("SyntaxError")
-    t0 = time.perf_counter()
-    for i in range(500):
+    for i in range(50):  # distinct programs (the compile cache is keyed by the text)
         assert check_code(GOOD + f"\nX{i} = {i}\n") is None
-    assert time.perf_counter() - t0 < 2.0
+
+
+def test_check_code_is_the_one_checker():
+    # default names are the 16 API functions; the response's act(robot, env, camera) is required
+    assert check_code(body("open(robot, fridge_1)"), allowed_names=None).startswith("NameError: name 'fridge_1'")
+    assert check_code(body("x = registry(env, 'fridge_1')", "open(robot, x)")) is None
+    assert check_code("def main(robot, env, camera):\n    donothing(env)\n").startswith("Code: no top-level function")
+    assert check_code("def act(robot):\n    donothing(env)\n", allowed_names=()).startswith("Code: act must be")
+    assert check_code("x = 1\n", require_act=False) is None
 
 
 def test_lifecycle(tmp_path):

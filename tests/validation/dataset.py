@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from octopus.config import Params, RenderParams, TasksParams, ValidateParams
 from octopus.data import schema
-from octopus.sim.messages import Response, TargetState
+from octopus.protocol import Response, TargetState
 
 SIZE = 32
 SUITE = [  # (id, split, scene)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from octopus.data import schema
-from octopus.sim.messages import parse_response
+from octopus.protocol import parse_response
 from octopus.validation import EXPECTATIONS, ValidationError, run_validate, validate_dataset
 from tests.validation import dataset as ds
 

@@ -38,7 +38,7 @@ import httpx
 from octopus.agents import Proposal, TeacherError, register, register_teacher
 from octopus.config import CollectParams, LLMTeacherParams, SimParams
 from octopus.sim.episode import Episode
-from octopus.sim.messages import system_message
+from octopus.protocol import system_message
 
 log = logging.getLogger(__name__)
 

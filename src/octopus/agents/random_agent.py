@@ -8,7 +8,7 @@ from octopus.agents import register
 from octopus.agents.writing import code_for, describe, effects
 from octopus.sim.actions import OBJECT_FUNCTIONS, PAIR_FUNCTIONS
 from octopus.sim.episode import Episode, observed
-from octopus.sim.messages import Response
+from octopus.protocol import Response
 
 
 @register("random")

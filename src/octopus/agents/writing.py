@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from octopus.sim.actions import PAIR_FUNCTIONS, STATE_ACTIONS, ActionError, apply
-from octopus.sim.messages import UNARY_STATES, Response, TargetState
+from octopus.protocol import UNARY_STATES, Response, TargetState
 from octopus.sim.world import World
 
 _FORMAT1 = {state: name for name, state in UNARY_STATES.items()}

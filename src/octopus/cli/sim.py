@@ -127,12 +127,13 @@ def sim_bench(as_json: bool = typer.Option(False, "--json", help="print the numb
     """Throughput on the evaluation suite on one core: symbolic steps/s, goal checks/s, observations/s."""
     from dataclasses import replace
 
-    from octopus.sim.bench import prepare, run_bench, run_render_bench, target_visibility
+    from octopus.sim.bench import prepare, run_bench, run_render_bench, sandbox_bench, target_visibility
     from octopus.sim.render import RenderError
     p = params_of(params)
     sim = p.sim if distractors is None else replace(p.sim, distractors=distractors)
     replays = prepare(suite_of(p).evaluation(), sim)
     report = run_bench(replays, repeats)
+    report.update(sandbox_bench(replays, sim))
     if render:
         try:
             report.update(run_render_bench(replays, p.render, sim.seed, max(1, min(repeats, 3))))

@@ -1,6 +1,6 @@
 """Ground the object names in a generated response to the objects that exist in the scene.
 
-A model's response (Explain / Subtasks / Code / Target States, see :mod:`octopus.sim.messages`) may name
+A model's response (Explain / Subtasks / Code / Target States, see :mod:`octopus.protocol`) may name
 objects the scene does not have. Following §5.1 of the Octopus paper (arXiv 2310.08588), each unknown
 name is mapped to the closest existing one:
 
@@ -13,7 +13,7 @@ name is mapped to the closest existing one:
 Names are taken from ``registry(env, "name")`` string literals and from the object slots of the Target
 States lines; every whole-word occurrence of a mapped name in the text is then replaced, so the code's
 variables, the subtasks and the target states stay consistent. Plain regexes are used throughout, so
-text that :func:`~octopus.sim.messages.parse_response` rejects is handled too, and nothing raises.
+text that :func:`~octopus.protocol.parse_response` rejects is handled too, and nothing raises.
 
 Usage::
 
@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from octopus.sim.messages import ACT_PARAMS, API_FUNCTIONS, BINARY_RELATIONS, STATE_ALIASES, UNARY_STATES
+from octopus.protocol import ACT_PARAMS, API_FUNCTIONS, BINARY_RELATIONS, STATE_ALIASES, UNARY_STATES
 
 #: Words that are never object names, so never renamed (compared lower-cased).
 PROTECTED: frozenset[str] = frozenset(

@@ -10,6 +10,8 @@ passes spent on observations asked for again without a change (it must be 0).
 targets_visible: of the objects the oracle's actions touch, the share that the egocentric views
 show (at least `min_pixels` pixels of segmentation at 224 px, scaled with the size) right before the
 action, i.e. once the robot stands at the right furniture.
+sandbox_round_trip_ms: median wall time of one warm sandbox run of an oracle step's code (compile
+cached, worker running): the fixed cost every step pays for executing untrusted code in a process.
 """
 
 from __future__ import annotations
@@ -152,3 +154,32 @@ def target_visibility(replays: list[Replay], render: RenderParams, seed: int = 0
                                 missed.append(f"{r.task.id}: {fn} {name}")
                     apply(world, fn, args)
     return {"targets_visible": round(seen / total, 3) if total else 0.0, "targets": total, "targets_missed": missed}
+
+
+def sandbox_bench(replays: list[Replay], sim: SimParams, runs: int = 200) -> dict:
+    """Median and p90 of warm sandbox round trips on the oracle's first steps (see the module docstring)."""
+    from octopus.sim.episode import shared_sandbox
+    sandbox = shared_sandbox(sim)
+    jobs = [(_act(r.steps[0]), r) for r in replays if r.steps]
+    if not jobs:
+        return {}
+    sandbox.run(jobs[0][0], jobs[0][1].reset())  # warm: worker started, modules imported
+    times = []
+    for k in range(runs):
+        code, r = jobs[k % len(jobs)]
+        world = r.reset()
+        t0 = time.perf_counter()
+        sandbox.run(code, world)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"sandbox_round_trip_ms": round(1000 * statistics.median(times), 3),
+            "sandbox_round_trip_p90_ms": round(1000 * times[int(0.9 * (len(times) - 1))], 3)}
+
+
+def _act(step: list[tuple[str, tuple[str, ...]]]) -> str:
+    """The code of one plan step, as an agent writes it (registry, then each call and donothing)."""
+    names = dict.fromkeys(a for _, args in step for a in args)
+    calls = [f"MoveBot(env, robot, {args[0]}, camera)" if fn == "MoveBot" else f"{fn}(robot, {', '.join(args)})"
+             for fn, args in step]
+    return "\n".join(["def act(robot, env, camera):", *(f'    {a} = registry(env, "{a}")' for a in names),
+                      *(f"    {c}\n    donothing(env)" for c in calls)])

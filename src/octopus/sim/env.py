@@ -55,7 +55,7 @@ class OctoGibsonEnv(gym.Env[dict, str]):
     the world to its state before the step, and its error becomes the next message's Execution Error.
 
     ## Action Space
-    `Text(max_length=8192, charset=CHARSET)`: one response (see `octopus.sim.messages.parse_response`).
+    `Text(max_length=8192, charset=CHARSET)`: one response (see `octopus.protocol.parse_response`).
     Any `str` is accepted; text that does not parse is a failed step (parsed=False), never a crash.
 
     ## Observation Space

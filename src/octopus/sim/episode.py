@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from octopus.config import SimParams
 from octopus.sim.actions import ActionError, apply
-from octopus.sim.messages import (UNARY_STATES, EnvMessage, ObservedObject, Response, ResponseFormatError,
+from octopus.protocol import (UNARY_STATES, EnvMessage, ObservedObject, Response, ResponseFormatError,
                                   TargetState, parse_response)
 from octopus.sim.sandbox import Sandbox, SandboxLimits
 from octopus.sim.tasks import Task

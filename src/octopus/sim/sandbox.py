@@ -1,22 +1,19 @@
-"""Sandboxed execution of untrusted agent code (``def act(robot, env, camera): ...``).
+"""The sandbox's worker process: untrusted agent code (``def act(robot, env, camera): ...``) runs here.
 
-Two layers: RestrictedPython compiles the code under a strict policy (no imports, no underscore
-names, no classes/global/async/yield, guarded getattr and writes, a small builtin set), and the
-code runs in a persistent 'spawn' worker process with an address-space limit, a soft in-worker
-timer and a hard SIGKILL from the parent. Generic: the simulator API comes from a ``factory``
-path ("package.module:function") imported by the worker; this module never imports the simulator.
+Code is compiled under the policy of ``octopus.protocol.code`` and runs in a persistent 'spawn' worker
+process with an address-space limit, a soft in-worker timer and a hard SIGKILL from the parent.
+Generic: the simulator API comes from a ``factory`` path ("package.module:function") imported by the
+worker; this module never imports the simulator.
+
+    with Sandbox("octopus.sim.actions:sandbox_session", SandboxLimits(timeout_s=2)) as sb:
+        result = sb.run(code, world)     # SandboxResult(ok, error, value, stdout, duration_s)
 """
 from __future__ import annotations
 
-import _string  # type: ignore[import-not-found]  # field-name splitter behind str.format
-import ast
-import builtins
 import contextlib
-import functools
 import gc
 import importlib
 import multiprocessing as mp
-import operator
 import os
 import pickle
 import signal
@@ -26,18 +23,15 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from types import CodeType
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Protocol
 
 import RestrictedPython
-from RestrictedPython import compile_restricted_exec, safe_builtins
-from RestrictedPython.Guards import (full_write_guard, guarded_iter_unpack_sequence,
-                                     guarded_unpack_sequence, raise_, safer_getattr)
-from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
-CODE_FILENAME = "<agent code>"
+from octopus.protocol import code as policy
+from octopus.protocol.code import CODE_FILENAME, MAX_CODE_CHARS, Output, compile_code, make_globals
+
 # Frames in these files are the sandbox's own plumbing, never "the API" when locating an error.
-_INTERNAL_FILES = (os.path.dirname(RestrictedPython.__file__), __file__, string.__file__)
+_INTERNAL_FILES = (os.path.dirname(RestrictedPython.__file__), __file__, policy.__file__, string.__file__)
 _GRACE_S = 0.5  # the parent kills this long after the in-worker soft timer should have fired
 _MAX_ERROR_CHARS = 500
 
@@ -48,7 +42,7 @@ class SandboxLimits:
     timeout_s: float = 2.0  # wall clock of the agent code per run
     memory_mb: int = 1024  # RLIMIT_AS headroom above the worker's virtual size at start
     max_output_chars: int = 10_000  # cap on captured print() output
-    max_code_chars: int = 20_000  # longer code is rejected before compiling
+    max_code_chars: int = MAX_CODE_CHARS  # longer code is rejected before compiling
     setup_timeout_s: float = 60.0
 
 
@@ -68,156 +62,6 @@ class Session(Protocol):
     args: tuple  # positional arguments of the entry function
 
     def result(self) -> Any: ...  # picklable; called after the entry function returns or raises
-
-
-# ------------------------------------------------------------------------------------ policy
-class _AgentPolicy(RestrictingNodeTransformer):
-    """RestrictedPython's policy, stricter, with "Class: message" errors for the agent."""
-
-    def _deny(self, node: ast.AST, message: str) -> ast.AST:
-        self.error(node, message)
-        return node
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        """As RestrictedPython but without its static exec/eval ban: they are undefined names."""
-        wrap = any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords)
-        node = self.node_contents_visit(node)
-        if wrap:  # f(*a, **k) -> _apply_(f, *a, **k)
-            node.args.insert(0, node.func)
-            node.func = ast.Name("_apply_", ast.Load())
-            copy_locations(node.func, node.args[0])
-        return node
-
-
-_DENIED = dict.fromkeys(("Import", "ImportFrom"), "ImportError: imports are not allowed")
-_DENIED.update(dict.fromkeys(("Yield", "YieldFrom"), "SyntaxError: generators (yield) are not allowed"))
-_DENIED.update(dict.fromkeys(("AsyncFunctionDef", "Await", "AsyncFor", "AsyncWith"),
-                             "SyntaxError: async code is not allowed"))
-_DENIED.update({kind: f"SyntaxError: {what} are not allowed" for kind, what in (
-    ("ClassDef", "class definitions"), ("Global", "global statements"), ("Nonlocal", "nonlocal statements"))})
-for _kind, _message in _DENIED.items():
-    setattr(_AgentPolicy, f"visit_{_kind}", lambda self, node, _m=_message: self._deny(node, _m))
-
-
-def _format_static(err: str) -> str:
-    """'Line 3: msg.' (RestrictedPython) -> 'SyntaxError: msg (line 3)'."""
-    line, _, msg = err.partition(": ") if err.startswith("Line ") else ("", "", err)
-    msg = msg.split(" at statement:")[0].rstrip(".")
-    head = msg.split(":", 1)[0]
-    if not (":" in msg and head.isidentifier() and head.endswith("Error")):
-        msg = f"SyntaxError: {msg}"
-    line = line.removeprefix("Line ")
-    return f"{msg} (line {line})" if line.isdigit() else msg
-
-
-@functools.lru_cache(maxsize=256)
-def _compile(code: str, max_chars: int) -> tuple[CodeType | None, str | None, tuple]:
-    """Compile under the policy -> (code object, error, names read but never bound [(name, line)])."""
-    if len(code) > max_chars:
-        return None, f"ValueError: code is too long ({len(code)} characters, limit {max_chars})", ()
-    try:
-        tree = ast.parse(code, CODE_FILENAME)
-        bound, loaded = set(), set()
-        for n in ast.walk(tree):
-            if isinstance(n, ast.Name):
-                (loaded.add((n.id, n.lineno)) if isinstance(n.ctx, ast.Load) else bound.add(n.id))
-            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                bound.add(n.name)
-            elif isinstance(n, ast.arg):
-                bound.add(n.arg)
-            elif isinstance(n, ast.ExceptHandler) and n.name:
-                bound.add(n.name)
-        free = tuple(sorted((x for x in loaded if x[0] not in bound), key=lambda x: (x[1], x[0])))
-        res = compile_restricted_exec(tree, CODE_FILENAME, policy=_AgentPolicy)
-    except SyntaxError as e:
-        return None, f"SyntaxError: {e.msg} (line {e.lineno})", ()
-    except (RecursionError, MemoryError, ValueError) as e:
-        return None, f"SyntaxError: code is too deeply nested or malformed ({type(e).__name__})", ()
-    if res.errors:
-        return None, _format_static(res.errors[0]), ()
-    return res.code, None, free
-
-
-# ------------------------------------------------------------------------------------ guards
-class _SafeFormatter(string.Formatter):
-    """str.format whose '{0.attr}' fields go through the guarded getattr."""
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, Any]:
-        first, rest = _string.formatter_field_name_split(field_name)
-        obj = self.get_value(first, args, kwargs)
-        for is_attr, key in rest:
-            obj = _guarded_getattr(obj, key) if is_attr else obj[key]
-        return obj, first
-
-
-_FORMATTER = _SafeFormatter()
-
-
-def _guarded_getattr(obj: Any, name: str) -> Any:
-    """safer_getattr, but missing attributes raise AttributeError and str.format is made safe."""
-    if isinstance(obj, str) and name == "format":
-        return lambda *args, **kwargs: _FORMATTER.vformat(obj, args, kwargs)
-    if isinstance(obj, str) and name == "format_map":
-        return lambda mapping: _FORMATTER.vformat(obj, (), mapping)
-    return safer_getattr(obj, name, raise_)
-
-
-_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
-    ">>=": operator.irshift, "|=": operator.ior, "^=": operator.ixor, "&=": operator.iand,
-    "@=": operator.imatmul}
-_EXTRA_BUILTINS = ("len range min max sum abs enumerate zip sorted reversed list dict tuple set frozenset "
-                   "str int float bool isinstance any all map filter round divmod iter next repr").split()
-_BUILTINS: dict[str, Any] = {k: v for k, v in safe_builtins.items()
-                             if k not in ("__build_class__", "setattr", "delattr", "_getattr_")}
-_BUILTINS.update({name: getattr(builtins, name) for name in _EXTRA_BUILTINS})
-BUILTIN_NAMES: frozenset[str] = frozenset(_BUILTINS) | {"print", "printed"}
-
-
-class _Output:
-    """Target of every print() in one run, silently capped at ``cap`` characters."""
-
-    def __init__(self, cap: int) -> None:
-        self.parts: list[str] = []
-        self.left = cap
-
-    def _call_print(self, *objects: Any, sep: str | None = " ", end: str | None = "\n",
-                    file: Any = None, flush: bool = False) -> None:
-        if self.left > 0:  # once full, skip even formatting the arguments
-            text = (" " if sep is None else sep).join(map(str, objects)) + ("\n" if end is None else end)
-            self.parts.append(text[: self.left])
-            self.left -= len(self.parts[-1])
-
-    def __call__(self) -> str:  # what the name 'printed' evaluates to
-        return "".join(self.parts)
-
-
-def _make_env(session: Session, out: _Output) -> dict[str, Any]:
-    """Fresh module globals: guards, safe builtins, then the session's API names."""
-    env = {"__builtins__": dict(_BUILTINS), "__name__": "agent_code", "_getattr_": _guarded_getattr,
-           "_getitem_": operator.getitem, "_getiter_": iter, "_write_": full_write_guard,
-           "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
-           "_inplacevar_": lambda op, x, y: _INPLACE[op](x, y), "_apply_": lambda f, *a, **k: f(*a, **k),
-           "_print_": lambda _getattr_=None: out}
-    env.update((k, v) for k, v in session.globals.items() if not k.startswith("_"))
-    return env
-
-
-def check_code(code: str, allowed_names: Iterable[str] = (), *,
-               max_code_chars: int = SandboxLimits.max_code_chars) -> str | None:
-    """Static check in-process (nothing runs): None if ``code`` compiles under the policy, else the error.
-
-    With a non-empty ``allowed_names`` (the API names a session provides), reading a name that the
-    code never binds and that is neither a sandbox builtin nor allowed is also an error (NameError).
-    """
-    _, error, free = _compile(code, max_code_chars)
-    allowed = set(allowed_names)
-    if error is None and allowed:
-        for name, line in free:
-            if name not in allowed and name not in BUILTIN_NAMES:
-                return f"NameError: name '{name}' is not defined (line {line})"
-    return error
 
 
 # ------------------------------------------------------------------------------------ worker
@@ -290,13 +134,13 @@ def _set_rlimits(memory_mb: int) -> None:
 def _run_one(request: bytes, factory: str, limits: SandboxLimits, send: Callable[[bytes], None]) -> bytes:
     """Execute one request and return the pickled reply; sends b'S'/b'U' around the timed code."""
     global _timed_out
-    _timed_out, ok, error, session, out = False, False, None, None, _Output(limits.max_output_chars)
+    _timed_out, ok, error, session, out = False, False, None, None, Output(limits.max_output_chars)
     env: dict[str, Any] = {}
     try:
         code, payload, entry = pickle.loads(request)
         session = _load_factory(factory)(payload)
-        code_obj, error, _ = _compile(code, limits.max_code_chars)
-        env = _make_env(session, out)
+        code_obj, error, _ = compile_code(code, limits.max_code_chars)
+        env = make_globals(session.globals, out)
     except BaseException as e:  # noqa: BLE001 - reported, the worker lives on
         error = error or "SandboxError: session setup failed: " + _describe(e, limits)
     send(b"S")
@@ -336,7 +180,7 @@ def _worker_main(conn: Any, factory: str, limits: SandboxLimits) -> None:
     """Worker process: import the factory, set limits, then serve requests until EOF."""
     try:
         _load_factory(factory)
-        _compile("def act():\n    pass\n", 100)  # warm the compiler path
+        compile_code("def act():\n    pass\n", 100)  # warm the compiler path
     except BaseException as e:  # noqa: BLE001
         conn.send(("fail", f"{type(e).__name__}: {e}"))
         return

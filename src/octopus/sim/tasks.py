@@ -27,7 +27,7 @@ from bddl.parsing import parse_problem as _bddl_parse_problem
 from octopus.sim import content
 from octopus.sim.goals import Goal
 from octopus.sim.layout import LayoutParams, build_world
-from octopus.sim.messages import UNARY_STATES
+from octopus.protocol import UNARY_STATES
 from octopus.sim.world import World
 
 SPLITS = ("train", "eval_seen", "eval_unseen")

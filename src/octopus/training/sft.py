@@ -155,7 +155,7 @@ def peak_memory_mb() -> float:
 def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, params: Params, n: int) -> dict:
     """Greedy responses on up to `n` held-out steps: do they parse into all four sections, does the code compile?"""
     from octopus.model.policy import Policy
-    from octopus.sim.messages import ResponseFormatError, check_code, parse_response
+    from octopus.protocol import ResponseFormatError, check_code, parse_response
     picked = list(range(len(steps)))[:n]
     if not picked:
         return {"generated": 0}
@@ -171,11 +171,7 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
         except ResponseFormatError:
             continue
         parsed += 1
-        try:
-            check_code(r.code)
-            compiled += 1
-        except (ResponseFormatError, SyntaxError, ValueError):
-            pass
+        compiled += check_code(r.code) is None  # the sandbox's own rules: policy, API names, act()
         try:  # the same program as the teacher's (whitespace aside)?
             same += r.code.split() == parse_response(steps[i]["response"]).code.split()
         except ResponseFormatError:

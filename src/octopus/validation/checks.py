@@ -33,10 +33,8 @@ import pyarrow.parquet as pq
 from octopus.config import Params
 from octopus.data import schema
 from octopus.paths import MANIFEST
-from octopus.sim import sandbox
-from octopus.sim.messages import API_FUNCTIONS, ResponseFormatError, parse_response
+from octopus.protocol import API_NAMES, ResponseFormatError, check_code, parse_response
 
-API_NAMES = frozenset(f.name for f in API_FUNCTIONS)
 IMAGE_SAMPLE_SEED = 0  # the seeded row sample when validate.image_sample > 0
 _OBJECT_REPR = re.compile(r" ?<[^<>]* at 0x[0-9a-f]+>")  # keeps error messages the same run to run
 _DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow and zlib release the GIL while decoding
@@ -215,7 +213,7 @@ def _api_check(code: str | None, calls: str | None, parsed: bool, executed: bool
             ast.parse(code)
         except (SyntaxError, ValueError) as err:
             return f"code is not Python: {err}"
-        if executed and (problem := sandbox.check_code(code, API_NAMES)):
+        if executed and (problem := check_code(code)):
             return f"executed=True but the sandbox rejects the code: {problem}"
     try:
         logged = json.loads(calls) if calls is not None else []

@@ -18,7 +18,7 @@ from octopus.config import Params
 
 if TYPE_CHECKING:
     from octopus.sim.episode import StepResult
-    from octopus.sim.messages import EnvMessage
+    from octopus.protocol import EnvMessage
     from octopus.sim.render import Observation
     from octopus.sim.tasks import Task
 

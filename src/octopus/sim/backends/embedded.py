@@ -11,7 +11,7 @@ from __future__ import annotations
 from octopus.config import Params
 from octopus.sim.backends import register_backend
 from octopus.sim.episode import Episode, StepResult
-from octopus.sim.messages import EnvMessage
+from octopus.protocol import EnvMessage
 from octopus.sim.tasks import SPLITS, Suite, Task
 
 
