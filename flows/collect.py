@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from octopus.data.flow import collect, ensure_prefect_api
+from octopus.data.flow import collect
+from octopus.orchestration import ensure_prefect_api
 
 __all__ = ["collect"]
 

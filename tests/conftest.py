@@ -28,7 +28,7 @@ def params() -> Params:
 
 @pytest.fixture(scope="session")
 def suite(cache_dir, params):
-    from octopus.sim.suite import load_suite
+    from octopus.sim.tasks_stage import load_suite
     return load_suite(params.sim, params.tasks)
 
 

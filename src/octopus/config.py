@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+
+from octopus import paths
 
 
 class ConfigError(ValueError):
@@ -73,6 +76,20 @@ class RenderParams:
     wall_height_m: float = _f(2.2, "height of room walls (m)", lo=0.5, hi=5)
 
 
+RUNNERS = ("process", "thread", "dask", "ray")
+
+
+@dataclass(frozen=True)
+class RunnerParams:
+    """How a stage fans its episodes out: a Prefect task runner (`octopus.orchestration`)."""
+
+    kind: str = _f("process", "Prefect task runner: process (local worker processes) | thread | dask | ray",
+                   choices=RUNNERS)
+    workers: int = _f(2, "parallel episode workers", lo=1, hi=512)
+    address: str = _f("", "dask scheduler / ray cluster address (empty: start a local one)")
+    task_retries: int = _f(1, "Prefect retries of an episode that raised, before it counts as failed", lo=0, hi=20)
+
+
 MISTAKES = ("wrong_object", "missing_precondition", "out_of_reach", "small_object_movebot")
 
 
@@ -103,7 +120,7 @@ class LLMTeacherParams:
     timeout_s: float = _f(120.0, "seconds to wait for one request", lo=0.1)
     retries: int = _f(4, "retries after a failed request (timeouts, connection errors, 429, 5xx)", lo=0, hi=20)
     backoff_s: float = _f(2.0, "first retry delay; doubles each retry (with jitter)", lo=0.0)
-    cache_dir: str = _f("data/llm-cache", "response cache keyed by request: a rerun reproduces the data at no cost")
+    cache_dir: str = _f(str(paths.LLM_CACHE), "response cache keyed by request: a rerun reproduces the data at no cost")
     price_prompt_per_1k: float = _f(0.03, "USD per 1,000 prompt tokens (cost accounting)", lo=0.0)
     price_completion_per_1k: float = _f(0.06, "USD per 1,000 completion tokens (cost accounting)", lo=0.0)
 
@@ -123,14 +140,14 @@ class CollectParams:
     episodes_per_task: Optional[int] = _f(None, "trees per task, each with its own seed (null: the preset's)", lo=1)
     samples_per_node: int = _f(1, "proposals tried from each state (siblings)", lo=1, hi=16)
     seed: int = _f(0, "teacher seed (exploration, sampling)", lo=0)
-    workers: int = _f(2, "parallel episode workers", lo=1, hi=512)
-    runner: str = _f("process", "Prefect task runner for the fan-out", choices=("process", "thread", "dask", "ray"))
-    runner_address: str = _f("", "dask scheduler or ray cluster address (empty: start a local one)")
-    task_retries: int = _f(2, "Prefect retries of a task-episode that raised (simulator or teacher failure)", lo=0)
+    runner: RunnerParams = field(default_factory=lambda: RunnerParams(task_retries=2),
+                                 metadata={"help": "the fan-out of task-episodes (kind, workers, address, task_retries)"})
     max_failed_episodes: int = _f(0, "episodes that may still fail after retries before the stage fails", lo=0)
     shard_rows: int = _f(256, "rows per Parquet shard", lo=1)
-    oracle: OracleTeacherParams = field(default_factory=OracleTeacherParams)
-    llm: LLMTeacherParams = field(default_factory=LLMTeacherParams)
+    oracle: OracleTeacherParams = field(default_factory=OracleTeacherParams,
+                                        metadata={"help": "the oracle teacher (collect.teacher: oracle)"})
+    llm: LLMTeacherParams = field(default_factory=LLMTeacherParams,
+                                  metadata={"help": "the llm teacher and the llm evaluation row"})
 
     def scale(self) -> tuple[int, int]:
         """(max_tasks, episodes_per_task) after applying the preset (0 tasks = all)."""
@@ -217,10 +234,9 @@ class EvaluateParams:
                     lo=1, hi=100)
     n_boot: int = _f(1000, "bootstrap resamples of the tasks for confidence intervals", lo=10)
     seed: int = _f(0, "bootstrap seed", lo=0)
-    workers: int = _f(2, "parallel episode workers", lo=1, hi=512)
-    runner: str = _f("process", "Prefect task runner", choices=("process", "thread", "dask", "ray"))
-    runner_address: str = _f("", "dask scheduler / ray cluster address (empty: start a local one)")
-    task_retries: int = _f(1, "retries of an episode that crashed before it is recorded as a failure", lo=0)
+    runner: RunnerParams = field(default_factory=RunnerParams,
+                                 metadata={"help": "the fan-out of episodes (kind, workers, address, task_retries); "
+                                           "an episode still failing after its retries is recorded as crashed"})
     save_views: bool = _f(True, "keep each step's views for the HTML rollout report")
 
 
@@ -276,7 +292,9 @@ class Params:
 
 def _check(section: str, f: dataclasses.Field, typ: Any, value: Any) -> Any:
     name, meta = f"{section}.{f.name}", f.metadata
-    if dataclasses.is_dataclass(typ):
+    if dataclasses.is_dataclass(typ):  # a nested block: given keys override the field's own defaults
+        if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+            value = {**dataclasses.asdict(f.default_factory()), **value}
         return _section(typ, name, value)
     if typing.get_origin(typ) in (typing.Union, types.UnionType):  # Optional[X]: null allowed
         if value is None:
@@ -317,7 +335,9 @@ def parse_params(raw: Any) -> Params:
     out = {}
     for key, value in raw.items():
         if key not in sections:
-            continue  # sections of later stages are validated by their own dataclasses
+            close = difflib.get_close_matches(str(key), sections, n=1)
+            raise ConfigError(f"{key}: unknown section" + (f" (did you mean {close[0]}?)" if close else "")
+                              + f"; known sections: {', '.join(sections)}")
         if key == "policies":
             if not isinstance(value, dict) or not value:
                 raise ConfigError("policies: expected a mapping of policy name -> {model: ..., sft: ...}")
@@ -340,3 +360,45 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(raw)
 
 
+
+
+# ---------------------------------------------------------------------- reference
+def reference() -> str:
+    """Every section and field of params.yaml as Markdown: type, default, allowed values, help (docs/params.md)."""
+    out = ["# params.yaml reference", "", "Generated from `octopus/config.py` by `octopus params`; "
+           "every field below is checked when params are loaded (unknown sections and fields are errors).", ""]
+    hints = typing.get_type_hints(Params)
+    for f in dataclasses.fields(Params):
+        if f.name == "policies":
+            out += ["## policies", "", "Policies the sft stage trains (one DVC stage `sft@NAME`, one checkpoint "
+                    "`models/sft/NAME`, one evaluation row `NAME_sft` each): a mapping of lower_snake_case names "
+                    "to overrides of the `model` and `sft` sections.", "", "```yaml",
+                    yaml.safe_dump({"policies": DEFAULT_POLICIES}, sort_keys=False).rstrip(), "```", ""]
+            continue
+        _describe(hints[f.name], f.name, out)
+    return "\n".join(out)
+
+
+def _describe(cls: type, section: str, out: list[str]) -> None:
+    out += [f"## {section}", "", (cls.__doc__ or "").strip(), "", "| field | type | default | allowed | help |",
+            "|---|---|---|---|---|"]
+    nested = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            nested.append((typ, f"{section}.{f.name}"))
+            out.append(f"| `{f.name}` | block | see `{section}.{f.name}` | | {f.metadata.get('help', '')} |")
+            continue
+        m = f.metadata
+        allowed = ", ".join(map(str, m["choices"])) if m.get("choices") else \
+            " ".join(x for x in (f">= {m['lo']}" if m.get("lo") is not None else "",
+                                 f"<= {m['hi']}" if m.get("hi") is not None else "") if x)
+        name = getattr(typ, "__name__", str(typ)).replace("Optional", "")
+        if typing.get_origin(typ) in (typing.Union, types.UnionType):
+            name = next(t for t in typing.get_args(typ) if t is not type(None)).__name__ + " or null"
+        out.append(f"| `{f.name}` | {name} | `{getattr(default, f.name)!r}` | {allowed} | {m.get('help', '')} |")
+    out.append("")
+    for typ, where in nested:
+        _describe(typ, where, out)

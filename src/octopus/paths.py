@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 DATA = Path("data")
-SUITE = DATA / "suite"                      # tasks stage: the task suite snapshot (tasks.json, problems/)
+SUITE = DATA / "tasks"                      # tasks stage: the task suite snapshot (tasks.json, problems/)
 SUITE_TASKS = SUITE / "tasks.json"
 DATASET = DATA / "dataset"                  # collect stage: Parquet shards + manifest.json
 COLLECT_PARTS = DATA / "collect-parts"      # collect stage: finished episodes, kept across interrupted runs
@@ -22,6 +22,10 @@ EVAL_PLOTS = REPORTS / "evaluate_plots.json"  # evaluate stage: task completion 
 EVAL_HTML = REPORTS / "rollouts"            # evaluate stage: static HTML rollout report (index.html)
 EVAL_VIEWS = DATA / "eval-views"            # evaluate stage: step views, copied into the HTML report
 MANIFEST = "manifest.json"
+LLM_CACHE = DATA / "llm-cache"             # collect stage (llm teacher): responses keyed by request
+
+#: inputs of a stage -> the command that makes them (a stage missing one says so and exits 2)
+MADE_BY = {SUITE_TASKS: "dvc repro tasks", DATASET: "dvc repro collect"}
 
 
 def report(stage: str) -> Path:

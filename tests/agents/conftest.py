@@ -8,7 +8,7 @@ from octopus.config import SimParams
 from octopus.sim.episode import Episode
 
 from tests.agents.openai_server import FakeOpenAI
-from tests.sim.conftest import kitchen_task
+from tests.helpers import kitchen_task
 
 SIM = SimParams(sandbox_timeout_s=1.0)
 GOAL = [["cooked", "bacon.n.01_1"]]

@@ -11,10 +11,10 @@ from octopus.config import MISTAKES, CollectParams, OracleTeacherParams, SimPara
 from octopus.sim.episode import Episode
 from octopus.protocol import parse_response
 from octopus.sim.planner import plan
-from octopus.sim.suite import prove
+from octopus.sim.tasks_stage import prove
 from octopus.sim.tasks import Task, published_tasks
 
-from tests.sim.conftest import kitchen_task
+from tests.helpers import kitchen_task
 
 SIM = SimParams(sandbox_timeout_s=1.0)
 COOK_AND_APPLE = [["cooked", "bacon.n.01_1"], ["inside", "apple.n.01_1", "wicker_basket.n.01_1"]]

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def suite_snapshot(suite, tmp_path_factory) -> Path:
-    """data/suite/tasks.json for the session's suite (what the tasks stage writes)."""
-    from octopus.sim.suite import write_suite
+    """data/tasks/tasks.json for the session's suite (what the tasks stage writes)."""
+    from octopus.sim.tasks_stage import write_suite
     path = tmp_path_factory.mktemp("suite") / "tasks.json"
     write_suite(suite, path)
     return path
@@ -24,14 +24,14 @@ def suite_snapshot(suite, tmp_path_factory) -> Path:
 @pytest.fixture
 def project(tmp_path, suite_snapshot, monkeypatch):
     """A project directory with the suite snapshot; `write(**sections)` writes its params.yaml. cwd is set to it."""
-    (tmp_path / "data" / "suite").mkdir(parents=True)
-    shutil.copy(suite_snapshot, tmp_path / "data" / "suite" / "tasks.json")
+    (tmp_path / "data" / "tasks").mkdir(parents=True)
+    shutil.copy(suite_snapshot, tmp_path / "data" / "tasks" / "tasks.json")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
     def write(**sections) -> Path:
         base = {"render": {"size": 32}, "collect": {"teacher": "tests.data.teachers:plain", "max_tasks": 4,
-                                                   "workers": 1, "runner": "thread", "task_retries": 0}}
+                                                   "runner": {"kind": "thread", "workers": 1, "task_retries": 0}}}
         for name, values in sections.items():
             base.setdefault(name, {}).update(values)
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))

@@ -10,7 +10,7 @@ from octopus.agents import Proposal
 from octopus.agents.oracle import OracleAgent
 from octopus.config import Params, RenderParams
 from octopus.data.tree import explore
-from tests.sim.conftest import kitchen_task
+from tests.helpers import kitchen_task
 
 GOAL = [["ontop", "apple.n.01_1", "countertop.n.01_1"]]
 NOTHING = ("Explain:\nWait.\n\nSubtasks:\n(1) Wait\n\nCode:\n```python\ndef act(robot, env, camera):\n"

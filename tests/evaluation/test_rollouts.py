@@ -11,7 +11,7 @@ from octopus.agents import make_agent
 from octopus.evaluation.rollouts import SHEET_WIDTH, EpisodeRecord, rollout
 from octopus.sim.episode import Episode
 
-from tests.sim.conftest import kitchen_task
+from tests.helpers import kitchen_task
 
 KITCHEN_GOAL = [["inside", "apple.n.01_1", "wicker_basket.n.01_1"]]
 

@@ -18,8 +18,8 @@ TINY_MODEL = {"image_size": 32, "max_length": 256, "vocab_size": 400, "max_new_t
 
 @pytest.fixture
 def project(tmp_path, suite, monkeypatch):
-    from octopus.sim.suite import write_suite
-    write_suite(suite, tmp_path / "data" / "suite" / "tasks.json")
+    from octopus.sim.tasks_stage import write_suite
+    write_suite(suite, tmp_path / "data" / "tasks" / "tasks.json")
     monkeypatch.chdir(tmp_path)
 
     def write(**evaluate) -> Path:
@@ -33,7 +33,7 @@ def project(tmp_path, suite, monkeypatch):
 def _save_tiny_policy(path: Path, family: str = "idefics") -> None:
     from octopus.config import ModelParams
     from octopus.model.factory import build_model
-    from tests.model.conftest import TEXTS
+    from tests.helpers import TEXTS
     build_model(ModelParams(**TINY_MODEL, family=family), TEXTS * 4, seed=0).save(path)
 
 
@@ -85,7 +85,7 @@ def test_tasks_are_named_by_id_and_must_be_in_the_suite_snapshot(project, suite,
     from octopus.evaluation.stage import EvaluateError, run_evaluate
     p = load_params(project(agents=["oracle"], save_views=False) / "params.yaml")
     stray = replace(suite.evaluation()[0], id="not_a_task_of_the_suite")
-    with pytest.raises(EvaluateError, match="data/suite/tasks.json: unknown task 'not_a_task_of_the_suite'"):
+    with pytest.raises(EvaluateError, match="data/tasks/tasks.json: unknown task 'not_a_task_of_the_suite'"):
         run_evaluate(p, [stray])
 
 

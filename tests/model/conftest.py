@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from octopus.config import ModelParams
-from octopus.protocol import Response, TargetState
 
-SIZE = 32  # px per view: 2 x 2 patches of 16 px, enough to tell views apart and fast
-
-
-def prompt(goal: str = "Put the apple in the fridge", error: str = "No error") -> str:
-    return (f"Inventory: None\nTask Goal: {goal}\nOriginal Subtasks: None\nPrevious Action Code: No code\n"
-            f"Execution Error: {error}\nNow, please output Explain, Subtasks (revise if necessary), Code that "
-            "completes the next subtask, and Target States.")
-
-
-def response(obj: str = "apple_1") -> str:
-    code = (f"def act(robot, env, camera):\n    # Subtask 1: Grasp the {obj}\n    {obj} = registry(env, \"{obj}\")\n"
-            f"    EasyGrasp(robot, {obj})\n    donothing(env)")
-    return Response(f"The next subtask is to grasp the {obj}.", (f"Grasp the {obj}",), code, (obj,),
-                    (TargetState("robot", "nextto", "fridge_1", True),)).render()
-
-
-def views(seed: int, size: int = SIZE) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (10, size, size, 3), dtype=np.uint8)
-
-
-TEXTS = [prompt(g, e) for g in ("Put the apple in the fridge", "Cook the bacon", "Open the cabinet")
-         for e in ("No error", "apple_1 is out of reach")] + [response(o) for o in ("apple_1", "bacon_1", "cabinet_1")]
-
+from tests.helpers import SIZE, TEXTS
 
 @pytest.fixture(scope="session")
 def model_params() -> ModelParams:

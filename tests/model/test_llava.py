@@ -8,7 +8,7 @@ from octopus.config import ModelParams
 from octopus.model.factory import build_model, load_model, set_finetune_mode
 from octopus.model.inputs import IGNORE
 from octopus.model.policy import Policy
-from tests.model.conftest import prompt, response, views
+from tests.helpers import prompt, response, views
 
 
 def _auto(path):

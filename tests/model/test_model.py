@@ -10,7 +10,7 @@ import torch
 from octopus.config import ModelParams
 from octopus.model.factory import ModelError, build_model, load_model, set_finetune_mode, trainable_names
 from octopus.model.inputs import IGNORE, collate, encode
-from tests.model.conftest import SIZE, prompt, response, views
+from tests.helpers import SIZE, prompt, response, views
 
 
 def _logits(pm, vs, text=None):

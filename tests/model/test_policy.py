@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from octopus.model.policy import Policy
-from tests.model.conftest import prompt, views
+from tests.helpers import prompt, views
 
 
 def test_batched_generation_matches_one_at_a_time(tiny):
@@ -26,7 +26,7 @@ def test_loaded_in_one_line_and_names_grounded(tiny, tmp_path):
     assert isinstance(text, str) and policy.last_groundings[0] is not None
     # the post-processing itself, on a response naming an object the scene lacks
     from octopus.model.postprocess import ground_names
-    from tests.model.conftest import response
+    from tests.helpers import response
     g = ground_names(response("apple_7"), scene)
     assert g.mapping == {"apple_7": "apple_2"} and "apple_7" not in g.text
 
@@ -59,7 +59,7 @@ def test_a_blind_policy_agent_reads_the_ground_truth_observations_and_renders_no
     from octopus.config import ModelParams
     from octopus.model.factory import build_model
     from octopus.sim.episode import Episode
-    from tests.model.conftest import TEXTS
+    from tests.helpers import TEXTS
     build_model(ModelParams(family="text", max_length=256, vocab_size=400), TEXTS * 4, seed=0).save(tmp_path / "b")
     agent = make_agent("policy", model=tmp_path / "b", params=params)
     episode = Episode(suite.evaluation()[0], params.sim)

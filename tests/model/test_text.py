@@ -11,7 +11,7 @@ from octopus.config import ModelParams
 from octopus.model.factory import ModelError, build_model, load_model, set_finetune_mode
 from octopus.model.inputs import IGNORE
 from octopus.model.policy import Policy
-from tests.model.conftest import TEXTS, prompt, response
+from tests.helpers import TEXTS, prompt, response
 
 OBSERVED = "Observed Objects: (apple_1, (['openable', 0],), 1.2)(fridge_1, (), 0.8)\nObserved Relations: []\n"
 

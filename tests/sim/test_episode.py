@@ -6,7 +6,7 @@ from octopus.agents import make_agent
 from octopus.config import SimParams
 from octopus.sim.episode import Episode
 
-from tests.sim.conftest import kitchen_task
+from tests.helpers import kitchen_task
 
 SIM = SimParams(sandbox_timeout_s=1.0)
 GOAL = [["cooked", "bacon.n.01_1"], ["inside", "apple.n.01_1", "wicker_basket.n.01_1"]]

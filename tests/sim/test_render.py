@@ -17,7 +17,7 @@ from octopus.sim.actions import apply
 from octopus.sim.layout import LayoutParams, build_world
 from octopus.sim.render import VIEWS, RenderError, SceneRenderer, contact_sheet, gl_platform, save_png
 from octopus.sim.scene import build_scene, category_color
-from octopus.sim.suite import layout_params
+from octopus.sim.tasks_stage import layout_params
 
 from .conftest import INIT, OBJECTS
 
@@ -262,7 +262,7 @@ def test_failing_context_is_a_clear_error(world):
         from octopus.config import Params, RenderParams
         from octopus.sim.layout import LayoutParams, build_world
         from octopus.sim.render import RenderError, SceneRenderer
-        from tests.sim.conftest import INIT, OBJECTS
+        from tests.helpers import INIT, OBJECTS
         w = build_world(OBJECTS, INIT, "Rs_int", "t", LayoutParams(distractors=0))
         try:
             SceneRenderer(w, RenderParams(size=16))

@@ -25,7 +25,7 @@ def test_no_leakage(suite, params):
 
 
 def test_every_task_builds_with_its_init_holding(suite, params):
-    from octopus.sim.suite import layout_params
+    from octopus.sim.tasks_stage import layout_params
     for t in suite.evaluation():
         world, goal = t.build(layout_params(params.sim))
         assert not goal.satisfied()

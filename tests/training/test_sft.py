@@ -17,7 +17,7 @@ from octopus.config import Params
 from octopus.data.schema import DatasetError
 from octopus.model.factory import build_model, set_finetune_mode
 from octopus.training.sft import make_trainer, train_sft
-from tests.model.conftest import SIZE, TEXTS, prompt, response, views
+from tests.helpers import SIZE, TEXTS, prompt, response, views
 from tests.validation import dataset
 
 ROOT = Path(__file__).resolve().parents[2]

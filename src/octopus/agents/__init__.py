@@ -1,22 +1,34 @@
-"""Agents and teachers, registered by name.
+"""Agents and teachers, registered by name: who writes responses from what the environment shows.
 
-Agents (`make_agent`) write one response for an episode's current state: evaluation, `octopus sim run`.
+Agents (`make_agent`) write one response for the current state: evaluation, `octopus sim run`, RL.
 Teachers (`make_teacher`) propose responses for the collect stage, several per state when asked
 (siblings of a trial-and-error tree), and account for what they cost.
+
+Both read what `OctoGibsonEnv` returns, `(obs, info)`, and say in `reads` which parts they need, so
+the rollout builds the env to match (no views rendered for a text-only agent):
+
+    views, text    obs["views"], obs["text"]: the 10 views and the text a vision-language policy reads
+    message        info["message"]: the full text message with Observed Objects/Relations (LLMs, blind LMs)
+    objects        info["objects"]: the scene's object names -> distance (grounding a model's names)
+    state          info["state"]: the simulator's true state (privileged: planner, random baseline)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from octopus.config import CollectParams, SimParams
-from octopus.sim.episode import Episode
+
+#: what an agent may read (see the module docstring)
+READS = frozenset({"views", "text", "message", "objects", "state"})
 
 
 class Agent(Protocol):
-    def respond(self, episode: Episode) -> str:
-        """The next response (paper format) for the episode's current state."""
+    reads: frozenset[str]  # subset of READS
+
+    def respond(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
+        """The next response (paper format) for the state the env just showed."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +42,10 @@ class Proposal:
 
 class Teacher(Protocol):
     name: str
+    reads: frozenset[str]  # subset of READS
 
-    def propose(self, episode: Episode, n: int = 1) -> list[Proposal]:
-        """`n` responses for the episode's current state (deterministic for the teacher's seed)."""
+    def propose(self, obs: dict[str, Any], info: dict[str, Any], n: int = 1) -> list[Proposal]:
+        """`n` responses for the state the env just showed (deterministic for the teacher's seed)."""
 
     def usage(self) -> dict[str, float]:
         """Accounting since construction (requests, cached, tokens, cost_usd, ...); summed by the stage."""
@@ -62,7 +75,22 @@ def register_teacher(name: str) -> Callable:
 
 
 def _load_builtins() -> None:
-    from octopus.agents import llm, oracle, policy, random_agent  # noqa: F401 - registers the built-in agents and teachers
+    from octopus.agents import learned, llm, oracle, random_agent  # noqa: F401 - registers the built-in agents and teachers
+
+
+def env_for(who: Agent | Teacher, params: Any, suite: Any = None, views: bool = False):
+    """The `OctoGibsonEnv` that shows `who` what it reads (views rendered only if it reads them or `views`)."""
+    from octopus.sim.env import OctoGibsonEnv
+    reads = reads_of(who)
+    return OctoGibsonEnv(params=params, suite=suite, views=views or "views" in reads, privileged="state" in reads)
+
+
+def reads_of(who: Agent | Teacher) -> frozenset[str]:
+    """What an agent or teacher reads (ValueError for an unknown part; default: views and text)."""
+    reads = frozenset(getattr(who, "reads", ("views", "text")))
+    if unknown := sorted(reads - READS):
+        raise ValueError(f"{type(who).__name__}.reads: unknown part(s) {unknown}; known: {sorted(READS)}")
+    return reads
 
 
 def make_agent(name: str, **kwargs) -> Agent:

@@ -1,7 +1,7 @@
 """The LLM teacher: any OpenAI-compatible chat endpoint writes responses in the paper's format.
 
     teacher = LLMTeacher(params.collect.llm, params.sim, seed=episode_seed)
-    proposals = teacher.propose(episode, n=3)     # POST {base_url}/chat/completions
+    proposals = teacher.propose(obs, info, n=3)   # POST {base_url}/chat/completions
     teacher.usage()                               # requests, cache hits, retries, tokens, cost_usd
 
 Each proposal is one chat completion for the paper's system message and the episode's full text
@@ -37,8 +37,8 @@ import httpx
 
 from octopus.agents import Proposal, TeacherError, register, register_teacher
 from octopus.config import CollectParams, LLMTeacherParams, SimParams
-from octopus.sim.episode import Episode
 from octopus.protocol import system_message
+from octopus.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class LLMTeacher:
     """Proposes responses from an OpenAI-compatible chat endpoint, cached on disk and accounted for."""
 
     name = "llm"
+    reads = frozenset({"message"})
 
     def __init__(self, params: LLMTeacherParams, sim: SimParams, seed: int = 0) -> None:
         self.params, self.sim, self.seed = params, sim, seed
@@ -137,16 +138,15 @@ class LLMTeacher:
              "cached_completion_tokens", "cached_cost_usd", "cache_write_errors"), 0)
 
     # ------------------------------------------------------------------ public
-    def messages(self, episode: Episode) -> list[dict[str, str]]:
-        """The chat messages for the episode's current state: system prompt + full environment message."""
-        return [{"role": "system", "content": self.system},
-                {"role": "user", "content": episode.message(with_observations=True).render()}]
+    def messages(self, message: str) -> list[dict[str, str]]:
+        """The chat messages for one state: system prompt + the full environment message (`info["message"]`)."""
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": message}]
 
-    def propose(self, episode: Episode, n: int = 1) -> list[Proposal]:
-        """`n` responses for the episode's state; asks again (new seed) while the server returns fewer."""
+    def propose(self, obs: dict, info: dict, n: int = 1) -> list[Proposal]:
+        """`n` responses for the state; asks again (new seed) while the server returns fewer."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        messages = self.messages(episode)
+        messages = self.messages(info["message"])
         with self._lock:
             call, self._calls = self._calls, self._calls + 1
         proposals: list[Proposal] = []
@@ -303,18 +303,11 @@ class LLMTeacher:
             return
         path = self._cache_path(key)
         entry = {"key": key, "url": self.url, "request": request, "reply": reply}
-        tmp: str | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f, ensure_ascii=False)
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(entry, ensure_ascii=False))
         except OSError as err:  # a read-only or full disk costs reproducibility, not the run
             self._count(cache_write_errors=1)
             log.warning("could not write LLM cache entry %s: %s", path, err)
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 @register_teacher("llm")
@@ -330,8 +323,10 @@ class LLMAgent:
     def __init__(self, params: LLMTeacherParams | None = None, sim: SimParams | None = None, seed: int = 0) -> None:
         self.teacher = LLMTeacher(params or LLMTeacherParams(), sim or SimParams(), seed)
 
-    def respond(self, episode: Episode) -> str:
-        return self.teacher.propose(episode, 1)[0].text
+    reads = LLMTeacher.reads
+
+    def respond(self, obs: dict, info: dict) -> str:
+        return self.teacher.propose(obs, info, 1)[0].text
 
     def usage(self) -> dict[str, float]:
         return self.teacher.usage()

@@ -7,17 +7,20 @@ import random
 from octopus.agents import register
 from octopus.agents.writing import code_for, describe, effects
 from octopus.sim.actions import OBJECT_FUNCTIONS, PAIR_FUNCTIONS
-from octopus.sim.episode import Episode, observed
+from octopus.sim.episode import SimState, observed
 from octopus.protocol import Response
 
 
 @register("random")
 class RandomAgent:
+    reads = frozenset({"state"})  # which objects exist and are visible (privileged, though it uses little of it)
+
     def __init__(self, seed: int = 0) -> None:
         self.rng = random.Random(seed)
 
-    def respond(self, episode: Episode) -> str:
-        w = episode.world
+    def respond(self, obs: dict, info: dict) -> str:
+        state: SimState = info["state"]
+        w = state.world
         names = [w.name(i) for i in observed(w)] + [w.name(i) for i in w.held]
         fn = self.rng.choice(["MoveBot", *OBJECT_FUNCTIONS, *PAIR_FUNCTIONS])
         args = (self.rng.choice(names),) if fn not in PAIR_FUNCTIONS else (self.rng.choice(names), self.rng.choice(names))

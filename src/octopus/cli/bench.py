@@ -1,4 +1,4 @@
-"""`octopus data bench` and `octopus model bench`: the numbers behind the issues' speed targets."""
+"""`octopus bench sim | collect | sft`: the numbers behind the issues' speed targets (benchmarks, not tests)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import typer
 from octopus import paths
 from octopus.cli.common import PARAMS, params_of, print_report
 
-data_app = typer.Typer(help="The collected dataset: benchmark collection.", no_args_is_help=True)
-model_app = typer.Typer(help="The policy model: benchmark training and inference.", no_args_is_help=True)
+app = typer.Typer(help="Benchmarks: the simulator, the collect stage, the sft stage (and its policy's inference).",
+                 no_args_is_help=True)
 
 
-@data_app.command("bench")
-def data_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+@app.command("collect")
+def collect_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
                episodes: int = typer.Option(24, help="task-episodes per timed run (0: every train task once, the "
                                              "default collect stage's episodes)"),
                repeats: int = typer.Option(3, help="timed runs per worker count (the median is reported)"),
@@ -22,7 +22,7 @@ def data_bench(as_json: bool = typer.Option(False, "--json", help="print the num
                dvc_noop: bool = typer.Option(True, help="also time a no-op `dvc repro` (needs the pipeline run once)"),
                params: Path = PARAMS) -> None:
     """Collection throughput (steps/min) with the oracle teacher, rendering on, per worker count; no-op dvc repro time."""
-    from octopus.data.bench import run_collect_bench, time_noop_repro
+    from octopus.data.collect_bench import run_collect_bench, time_noop_repro
     p = params_of(params)
     counts = [int(w) for w in workers.split(",") if w.strip()]
     report = run_collect_bench(p, counts, episodes, repeats)
@@ -31,8 +31,8 @@ def data_bench(as_json: bool = typer.Option(False, "--json", help="print the num
     print_report(report, as_json)
 
 
-@model_app.command("bench")
-def model_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+@app.command("sft")
+def sft_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
                 steps: int = typer.Option(30, help="optimizer steps per timed training run"),
                 repeats: int = typer.Option(3, help="timed runs per trainer (the median is reported)"),
                 inference: bool = typer.Option(True, help="also time generation with the trained policy"),
@@ -40,7 +40,7 @@ def model_bench(as_json: bool = typer.Option(False, "--json", help="print the nu
                 params: Path = PARAMS) -> None:
     """SFT throughput (ours vs a plain transformers.Trainer vs TRL's default loss) and policy responses/s
     (with the policy's checkpoint models/sft/POLICY, when it exists)."""
-    from octopus.training.bench import run_inference_bench, run_train_bench
+    from octopus.training.sft_bench import run_inference_bench, run_train_bench
     p = params_of(params, policy)
     report = run_train_bench(p, paths.DATASET, steps, repeats)
     if inference:

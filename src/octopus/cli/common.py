@@ -26,9 +26,19 @@ def params_of(path: Path, policy: str | None = None) -> Params:
         raise typer.Exit(2) from None
 
 
+def require(*inputs: Path) -> None:
+    """Exit 2 naming the first missing input of a stage and the command that makes it (no traceback)."""
+    from octopus import paths
+    for path in inputs:
+        if not Path(path).exists():
+            how = paths.MADE_BY.get(Path(path))
+            console.print(f"[red]error:[/] {path} is missing" + (f": run `{how}` first" if how else ""))
+            raise typer.Exit(2)
+
+
 def suite_of(p: Params, task_list: Path | None = None):
     """The task suite (built with a progress bar the first time, cached afterwards); exit 2 if it cannot be."""
-    from octopus.sim.suite import load_suite
+    from octopus.sim.tasks_stage import load_suite
     try:
         with Progress(console=console, transient=True) as bar:
             job = bar.add_task("building and proving the task suite (cached afterwards)", total=None)

@@ -1,4 +1,4 @@
-"""`octopus sim run | step | bench`: the embedded OctoGibson simulator by hand."""
+"""`octopus sim run | step` (and `octopus bench sim`): the OctoGibson simulator by hand, through the env."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from rich.console import Console
 from octopus import paths
 from octopus.cli.common import PARAMS, console, params_of, print_report, suite_of, task_of
 
-app = typer.Typer(help="The embedded OctoGibson simulator: run episodes, execute responses, benchmark.",
+app = typer.Typer(help="The OctoGibson simulator by hand: run episodes, execute one response.",
                   no_args_is_help=True)
+#: the feedback printed per step (`octopus sim step --json`'s contract)
+FEEDBACK = ("parsed", "executed", "error", "target_states_met", "task_success")
 
 
 @app.command("run")
@@ -28,7 +30,7 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
             params: Path = PARAMS) -> None:
     """Run one episode and print each step's environment message, response and feedback."""
     from octopus.agents import TeacherError, agent_names, make_agent
-    from octopus.sim.backends import BackendUnavailableError, make_backend
+    from octopus.sim.backends import BackendUnavailableError
     from octopus.sim.render import RenderError
     p = params_of(params)
     if agent not in agent_names():
@@ -42,56 +44,52 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
     except ModelError as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
-    suite_of(p)  # builds (with progress) and caches the suite the backend loads
+    from octopus.agents import env_for
+    suite = suite_of(p)  # builds (with progress) and caches the suite the backend loads
     try:
-        backend = make_backend(None, p)
-        backend.reset(task)
+        env = env_for(bot, p, suite, views=save_views is not None)
+        obs, info = env.reset(seed=seed, options={"task": task})
     except (ValueError, BackendUnavailableError, NotImplementedError) as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
+    out = Console()
     try:
-        episode = getattr(backend, "episode", None)
-        if episode is None:  # agents plan on the embedded Episode today
-            console.print(f"[red]error:[/] the {agent} agent needs the embedded backend (sim.backend: embedded)")
-            raise typer.Exit(2)
-        out = Console()
-        try:
-            saved = _save_views(backend, save_views, 0) if save_views else 0
-            while not backend.success and backend.steps < backend.max_steps:
-                out.rule(f"step {backend.steps + 1}")
-                out.print("[bold]Environment message[/]")
-                typer.echo(backend.message().render())  # plain: the exact text the agent reads, never re-wrapped
-                text = bot.respond(episode)
-                out.print("[bold]Response[/]")
-                typer.echo(text)
-                result = backend.step(text)
-                out.print("[bold]Feedback[/]")
-                typer.echo(json.dumps(result.feedback()))
-                saved += _save_views(backend, save_views, backend.steps) if save_views else 0
-        except RenderError as err:
-            console.print(f"[red]error:[/] cannot render the views: {err}")
-            raise typer.Exit(2) from None
-        except TeacherError as err:
-            console.print(f"[red]error:[/] the {agent} agent cannot answer: {err}")
-            raise typer.Exit(2) from None
-        out.rule()
-        out.print(f"task {'succeeded' if backend.success else 'failed'} after {backend.steps} step(s); "
-                  f"goal progress {backend.progress:.2f}")
-        if save_views:
-            out.print(f"views: {saved} PNGs ({backend.steps + 1} observations x 10 views + contact sheet) "
-                      f"in {save_views}")
+        saved = _save_views(obs["views"], save_views, 0) if save_views else 0
+        done = bool(info["task_success"])
+        while not done:
+            out.rule(f"step {info['steps'] + 1}")
+            out.print("[bold]Environment message[/]")
+            typer.echo(info["message"])  # plain: the exact text the agent reads, never re-wrapped
+            text = bot.respond(obs, info)
+            out.print("[bold]Response[/]")
+            typer.echo(text)
+            obs, _, terminated, truncated, info = env.step(text)
+            out.print("[bold]Feedback[/]")
+            typer.echo(json.dumps({k: info["result"][k] for k in FEEDBACK}))
+            saved += _save_views(obs["views"], save_views, info["steps"]) if save_views else 0
+            done = terminated or truncated
+    except RenderError as err:
+        console.print(f"[red]error:[/] cannot render the views: {err}")
+        raise typer.Exit(2) from None
+    except TeacherError as err:
+        console.print(f"[red]error:[/] the {agent} agent cannot answer: {err}")
+        raise typer.Exit(2) from None
     finally:
-        backend.close()
-    raise typer.Exit(0 if backend.success else 1)
+        env.close()
+    out.rule()
+    out.print(f"task {'succeeded' if info['task_success'] else 'failed'} after {info['steps']} step(s); "
+              f"goal progress {info['progress']:.2f}")
+    if save_views:
+        out.print(f"views: {saved} PNGs ({info['steps'] + 1} observations x 10 views + contact sheet) in {save_views}")
+    raise typer.Exit(0 if info["task_success"] else 1)
 
 
-def _save_views(backend, out_dir: Path, step: int) -> int:
-    """Write the current 10 views and their contact sheet as stepNN_<VIEW>.png; returns how many files."""
+def _save_views(views, out_dir: Path, step: int) -> int:
+    """Write the 10 views and their contact sheet as stepNN_<VIEW>.png; returns how many files."""
     from octopus.sim.render import VIEWS, contact_sheet, save_png
-    rgb = backend.observe().rgb
-    for name, image in zip(VIEWS, rgb):
+    for name, image in zip(VIEWS, views):
         save_png(image, out_dir / f"step{step:02d}_{name}.png")
-    save_png(contact_sheet(rgb), out_dir / f"step{step:02d}_sheet.png")
+    save_png(contact_sheet(views), out_dir / f"step{step:02d}_sheet.png")
     return len(VIEWS) + 1
 
 
@@ -101,24 +99,29 @@ def sim_step(task: str = typer.Argument(..., help="task id"),
              as_json: bool = typer.Option(False, "--json", help="print {parsed, executed, error, target_states_met, task_success}"),
              params: Path = PARAMS) -> None:
     """Execute one response as the first step of TASK and print the feedback."""
-    from octopus.sim.episode import Episode
+    from octopus.sim.env import OctoGibsonEnv
     p = params_of(params)
     try:
         text = response_file.read_text()
     except (OSError, UnicodeDecodeError) as err:
         console.print(f"[red]error:[/] cannot read {response_file}: {err}")
         raise typer.Exit(2) from None
-    ep = Episode(task_of(p, task), p.sim)
-    result = ep.step(text)
+    env = OctoGibsonEnv(params=p, suite=suite_of(p), views=False)
+    try:
+        task_of(p, task)  # exit 2 naming close matches
+        env.reset(options={"task": task})
+        _, _, _, _, info = env.step(text)
+    finally:
+        env.close()
+    result = info["result"]
     if as_json:
-        print(json.dumps(result.feedback()))
+        print(json.dumps({k: result[k] for k in FEEDBACK}))
     else:
-        print(f"parsed: {result.parsed}\nexecuted: {result.executed}\nerror: {result.error or 'No error'}\n"
-              f"target states met: {result.target_states_met}\ntask success: {result.task_success}")
-        print("\nNext environment message:\n" + ep.message().render())
+        print(f"parsed: {result['parsed']}\nexecuted: {result['executed']}\nerror: {result['error'] or 'No error'}\n"
+              f"target states met: {result['target_states_met']}\ntask success: {result['task_success']}")
+        print("\nNext environment message:\n" + info["message"])
 
 
-@app.command("bench")
 def sim_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
               repeats: int = typer.Option(5, help="timed passes over the suite (the median is reported)"),
               distractors: Optional[int] = typer.Option(None, help="override sim.distractors (more objects per scene)"),

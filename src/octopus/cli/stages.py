@@ -10,22 +10,27 @@ from pathlib import Path
 import typer
 
 from octopus import paths
-from octopus.cli.common import PARAMS, console, params_of
+from octopus.cli.common import PARAMS, console, params_of, require
 from octopus.files import write_json
 
 
 def collect_cmd(progress: bool = typer.Option(True, help="show a progress bar"), params: Path = PARAMS) -> None:
     """The collect stage: a teacher explores trial-and-error trees on the train tasks (data/dataset, reports/collect.json).
 
-    Runs the Prefect flow `collect` (a task run per task-episode over `collect.workers` workers).
+    Runs the Prefect flow `collect` (a task run per task-episode over `collect.runner.workers` workers).
     Interrupted runs resume: finished episodes are kept and never collected twice."""
     from octopus.data.collect import CollectError
+    from octopus.orchestration import OrchestrationError, ensure_prefect_api
     from octopus.sim.render import RenderError
     p = params_of(params)
-    from octopus.data.flow import collect, ensure_prefect_api
+    require(paths.SUITE_TASKS)
+    from octopus.data.flow import collect
     try:
         ensure_prefect_api()  # one temporary server for this run and its workers when none is configured
         m = collect(str(params), show_progress=progress)
+    except OrchestrationError as err:
+        console.print(f"[red]error in {params}:[/] {err}")
+        raise typer.Exit(2) from None
     except (CollectError, RenderError, OSError) as err:
         console.print(f"[red]collect failed:[/] {err}")
         raise typer.Exit(1) from None
@@ -39,6 +44,7 @@ def validate_cmd(params: Path = PARAMS) -> None:
     """The validate stage: great_expectations checks over data/dataset; Data Docs in data/data-docs (exit 1 on failure)."""
     from octopus.validation import run_validate
     p = params_of(params)
+    require(paths.SUITE_TASKS, paths.DATASET)
     raise typer.Exit(run_validate(p, paths.DATASET, paths.SUITE_TASKS, paths.DATA_DOCS, paths.report("validate")))
 
 
@@ -58,6 +64,7 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
     from octopus.model.factory import ModelError
     from octopus.training.sft import SFTError, train_sft
     p = params_of(params, policy)
+    require(paths.DATASET)
     if p.sft.report_to == "wandb":
         os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
         os.environ.setdefault("WANDB_PROJECT", p.sft.wandb_project)
@@ -87,15 +94,25 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     and the HTML rollout report reports/rollouts/index.html (views, code, errors of every episode)."""
     import shutil
 
-    from octopus.data.collect import read_suite
+    from octopus.data.collect import CollectError, read_suite
     from octopus.evaluation.report import render_table
-    from octopus.evaluation.stage import EvaluateError, run_evaluate
+    from octopus.evaluation.stage import EvaluateError, check_agents, run_evaluate
+    from octopus.orchestration import OrchestrationError
     from octopus.sim.render import RenderError
     p = params_of(params)
+    require(paths.SUITE_TASKS)
+    try:
+        check_agents(p)  # unknown rows, missing checkpoints: what to run first
+    except EvaluateError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
     try:
         tasks = read_suite(paths.SUITE_TASKS).evaluation()[:p.evaluate.max_tasks]
         out = run_evaluate(p, tasks)  # its flow shares one Prefect API with the workers
-    except (EvaluateError, RenderError, OSError, ValueError) as err:
+    except OrchestrationError as err:
+        console.print(f"[red]error in {params}:[/] {err}")
+        raise typer.Exit(2) from None
+    except (EvaluateError, CollectError, RenderError, OSError, ValueError) as err:
         console.print(f"[red]evaluate failed:[/] {err}")
         raise typer.Exit(1) from None
     finally:
@@ -103,4 +120,4 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     typer.echo(render_table(out["results"]))
     m = out["meta"]
     console.print(f"evaluate: {m['episodes']} episodes in {m['wall_s']:.0f} s ({m['episodes_per_min']} per min on "
-                  f"{p.evaluate.workers} worker(s)); table {paths.EVAL_TABLE}, rollouts {paths.EVAL_HTML}/index.html")
+                  f"{p.evaluate.runner.workers} worker(s)); table {paths.EVAL_TABLE}, rollouts {paths.EVAL_HTML}/index.html")

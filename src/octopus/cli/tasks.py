@@ -13,6 +13,7 @@ from rich.table import Table
 
 from octopus.cli.common import PARAMS, console, params_of, suite_of
 from octopus.files import write_json
+from octopus import paths
 
 app = typer.Typer(help="The task suite: list, check solvability, export.", no_args_is_help=True)
 
@@ -48,7 +49,7 @@ def tasks_check(split: Optional[str] = typer.Option(None, help="only this split 
                 as_json: bool = typer.Option(False, "--json", help="print the counts as JSON"),
                 params: Path = PARAMS) -> None:
     """Prove the suite solvable with the privileged planner and print counts (exits 1 if any task fails)."""
-    from octopus.sim.suite import prove
+    from octopus.sim.tasks_stage import prove
     p = params_of(params)
     suite = suite_of(p)
     tasks = suite.tasks if all_tasks else suite.select(split) if split else suite.evaluation()
@@ -87,12 +88,12 @@ def _reason_counts(excluded: list) -> dict[str, int]:
 
 
 @app.command("export")
-def tasks_export(out: Path = typer.Argument(Path("data/suite"), help="directory to write the snapshot to"),
+def tasks_export(out: Path = typer.Argument(paths.SUITE, help="directory to write the snapshot to"),
                  task_list: Optional[Path] = typer.Option(None, help="published task list (default: the vendored copy)"),
-                 metrics: Path = typer.Option(Path("reports/tasks.json"), help="where to write the counts (DVC metrics)"),
+                 metrics: Path = typer.Option(paths.report("tasks"), help="where to write the counts (DVC metrics)"),
                  params: Path = PARAMS) -> None:
     """Write the suite snapshot: tasks.json (tasks with BDDL problems, excluded tasks) and counts."""
-    from octopus.sim.suite import write_suite
+    from octopus.sim.tasks_stage import write_suite
     suite = suite_of(params_of(params), task_list)
     counts = {"tasks": len(suite.tasks), "excluded": len(suite.excluded),
               **{s: len(suite.select(s)) for s in ("train", "eval_seen", "eval_unseen")},

@@ -27,17 +27,22 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from octopus import provenance
 from octopus.config import Params
 from octopus.data import schema
-from octopus.files import write_json
+from octopus.files import replace_dir, sha256, write_json
 from octopus.sim.tasks import Suite, Task
 
 # collect settings that change how fast data is made, not what it is
-_RUNTIME_KNOBS = ("workers", "runner", "runner_address", "task_retries", "max_failed_episodes", "shard_rows")
+_RUNTIME_KNOBS = ("runner", "max_failed_episodes", "shard_rows")
 _LLM_DATA_KNOBS = ("model", "temperature", "max_tokens")  # the rest (endpoint, retries, prices) never changes replies
-_SOURCE_PACKAGES = ("octopus.sim", "octopus.agents", "octopus.data")
-# modules of those packages that never run during collection (consumers of the data, benchmarks)
-_NOT_SOURCES = {("octopus.agents", "policy.py"), ("octopus.data", "builders.py"), ("octopus.data", "bench.py")}
+#: the code that makes the data: the simulator, the texts, the teachers, trees and rows (relative to the
+#: package root; dvc.yaml's collect deps list the same). Orchestration and benchmarks are not in it: editing
+#: them never invalidates finished episodes.
+DATA_SOURCES = ("octopus/sim", "octopus/protocol", "octopus/agents/__init__.py", "octopus/agents/oracle.py",
+                "octopus/agents/mistakes.py", "octopus/agents/writing.py", "octopus/agents/llm.py",
+                "octopus/data/tree.py", "octopus/data/schema.py", "octopus/data/collect.py")
+DATA_SOURCES_EXCLUDE = ("octopus/sim/bench.py",)
 
 
 class CollectError(RuntimeError):
@@ -58,7 +63,7 @@ class Job:
 
 
 def read_suite(path: str | Path) -> Suite:
-    """The task suite snapshot written by the tasks stage (`data/suite/tasks.json`)."""
+    """The task suite snapshot written by the tasks stage (`data/tasks/tasks.json`)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -87,16 +92,8 @@ def plan_jobs(suite: Suite, params: Params) -> list[Job]:
 
 
 def source_digest() -> str:
-    """Hash of the Python sources that make the data (simulator, teachers, this package)."""
-    h = hashlib.sha256()
-    for pkg in _SOURCE_PACKAGES:
-        root = resources.files(pkg)
-        for f in sorted(Path(str(root)).rglob("*.py")):
-            if (pkg, str(f.relative_to(Path(str(root))))) in _NOT_SOURCES:
-                continue
-            h.update(str(f.relative_to(Path(str(root)))).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of the Python sources that make the data (`DATA_SOURCES`)."""
+    return provenance.source_digest(DATA_SOURCES, DATA_SOURCES_EXCLUDE)
 
 
 def data_params(params: Params) -> dict:
@@ -112,19 +109,6 @@ def fingerprint(params: Params, suite_path: str | Path) -> str:
     h.update(Path(suite_path).read_bytes())
     h.update(source_digest().encode())
     return h.hexdigest()[:16]
-
-
-def code_revision() -> dict:
-    """The git commit of the working tree (and whether it had uncommitted changes), if in a repo."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if commit.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
 # ---------------------------------------------------------------------- parts
@@ -190,32 +174,17 @@ def finalize(jobs: list[Job], params: Params, parts: Path, out: Path, suite_path
     if not tables:
         raise CollectError("no episodes were collected")
     table = pa.concat_tables(tables)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     shards = []
     rows = params.collect.shard_rows
     n_shards = max(1, -(-table.num_rows // rows))
-    for k in range(n_shards):
-        name = f"shard-{k:05d}-of-{n_shards:05d}.parquet"
-        path = schema.write_table(table.slice(k * rows, rows), tmp / name)
-        shards.append({"file": name, "rows": min(rows, table.num_rows - k * rows), "sha256": _sha256(path)})
-    manifest = _manifest(table, summaries, shards, params, suite_path, failures or [])
-    write_json(tmp / "manifest.json", manifest, sort_keys=True)
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    with replace_dir(out) as tmp:
+        for k in range(n_shards):
+            name = f"shard-{k:05d}-of-{n_shards:05d}.parquet"
+            path = schema.write_table(table.slice(k * rows, rows), tmp / name)
+            shards.append({"file": name, "rows": min(rows, table.num_rows - k * rows), "sha256": sha256(path)})
+        manifest = _manifest(table, summaries, shards, params, suite_path, failures or [])
+        write_json(tmp / "manifest.json", manifest, sort_keys=True)
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _manifest(table: pa.Table, summaries: list[dict], shards: list[dict], params: Params, suite_path: Path,
@@ -238,7 +207,7 @@ def _manifest(table: pa.Table, summaries: list[dict], shards: list[dict], params
         "teacher": params.collect.teacher,  # usage without timings, so the same inputs give the same manifest
         "usage": {k: v for k, v in sum_usage(summaries).items() if "seconds" not in k},
         "shards": shards, "columns": {c: schema.HELP[c] for c in schema.COLUMNS},
-        "params": data_params(params), "suite_sha256": _sha256(Path(suite_path)),
-        "source_sha256": source_digest(), "code_revision": code_revision(),
+        "params": data_params(params), "suite_sha256": sha256(suite_path),
+        "source_sha256": source_digest(), "code_revision": provenance.code_revision(),
         "failures": failures,
     }

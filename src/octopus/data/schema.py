@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from octopus.files import write_with
+
 N_VIEWS = 10
 
 # name -> (arrow type, HF feature dict, nullable, help)
@@ -114,15 +116,8 @@ def to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
 
 def write_table(table: pa.Table, path: str | Path) -> Path:
     """Write a shard atomically: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table.replace_schema_metadata(_METADATA), tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_with(path, lambda tmp: pq.write_table(table.replace_schema_metadata(_METADATA), tmp,
+                                                       compression="zstd"))
 
 
 def write_rows(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:

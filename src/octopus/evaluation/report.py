@@ -25,7 +25,7 @@ from typing import Any
 
 from octopus.evaluation.metrics import GROUPS, METRICS
 from octopus.evaluation.rollouts import EpisodeRecord, slug
-from octopus.files import write_atomic, write_json
+from octopus.files import replace_dir, write_atomic, write_json
 
 COLUMNS = (("seen", "Seen Env"), ("unseen", "Unseen Env"), ("follow", "Follow"), ("reason", "Reason"),
            ("all", "All"))
@@ -214,26 +214,10 @@ def _index_html(results: dict[str, dict], recs: dict[str, list[EpisodeRecord]]) 
 def write_html(results: dict[str, dict], recs: dict[str, list[EpisodeRecord]], html_dir: Path,
                views_dir: Path | None = None) -> None:
     """Build the report in a temporary folder beside `html_dir`, then swap it in."""
-    html_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{html_dir.name}.", dir=html_dir.parent))
-    try:
+    with replace_dir(html_dir) as tmp:
         (tmp / "episodes").mkdir()
         for rs in recs.values():
             for r in rs:
                 (tmp / "episodes" / episode_page_name(r)).write_text(
                     _episode_html(r, Path(views_dir) if views_dir else None, tmp), encoding="utf-8")
         (tmp / "index.html").write_text(_index_html(results, recs), encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the report is meant to be served and shared
-        old = html_dir.with_name(f".{html_dir.name}.old-{os.getpid()}")
-        if html_dir.exists():
-            html_dir.rename(old)
-        try:
-            tmp.rename(html_dir)
-        except OSError:
-            if old.exists():
-                old.rename(html_dir)  # put the previous report back rather than leave none
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -5,7 +5,8 @@
     record.success, record.steps_to_success, record.plan_score, record.steps[0].error
     json.dumps(record.to_dict());  EpisodeRecord.from_dict(d)
 
-An episode runs until the task's goal holds or `params.sim.max_steps` responses were stepped. Each
+The episode steps `OctoGibsonEnv` (built by `env_for` to show the agent what it reads) until the
+task's goal holds or `params.sim.max_steps` responses were stepped. Each
 step keeps the response (clipped), its parsed code, the simulator's feedback, the goal progress after
 the step and, with `views_dir`, a small contact sheet of the 10 views the agent saw before answering
 (`<views_dir>/<agent>/<task>/seed<k>/stepNN.png`, stored relative to `views_dir`). An exception from
@@ -24,12 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from octopus.agents import Agent
+from octopus.agents import Agent, env_for
 from octopus.config import Params
-from octopus.sim.episode import Episode
 from octopus.sim.render import RenderError
-from octopus.sim.tasks import Task
-from octopus.sim.world import World
+from octopus.sim.tasks import Suite, Task
 
 RESPONSE_CHARS = 4000   # model output can be arbitrarily long; the record keeps the head
 ERROR_CHARS = 2000
@@ -40,7 +39,7 @@ SHEET_WIDTH = 480       # px: a step's contact sheet is downscaled to this width
 class StepRecord:
     """One stepped response and what the simulator made of it."""
 
-    step: int                         # 1-based, as `Episode.steps` after the step
+    step: int                         # 1-based: the env's `info["steps"]` after the step
     response: str                     # the agent's text, clipped to RESPONSE_CHARS
     code: str | None                  # the parsed `act(...)` code, None when the response did not parse
     parsed: bool
@@ -113,32 +112,15 @@ def views_path(agent: str, task_id: str, seed: int, step: int) -> Path:
     return Path(slug(agent)) / slug(task_id) / f"seed{seed}" / f"step{step:02d}.png"
 
 
-class _Sheets:
-    """Writes downscaled contact sheets of the current views, with one renderer for the episode."""
+def _sheet(views: np.ndarray, path: Path) -> None:
+    """A downscaled contact sheet of the 10 views the agent saw (for the HTML report)."""
+    from PIL import Image
 
-    def __init__(self, root: Path, params: Params) -> None:
-        self.root, self.params = root, params
-        self.renderer = None
-
-    def save(self, world: World, rel: Path, views: np.ndarray | None = None) -> str:
-        """The sheet of `views` (what the agent just saw), or of views rendered now when it saw none."""
-        from PIL import Image
-
-        from octopus.sim.render import SceneRenderer, contact_sheet, save_png
-        if views is None:
-            if self.renderer is None:
-                self.renderer = SceneRenderer(world, self.params.render, seed=self.params.sim.seed)
-            views = self.renderer.observe().rgb
-        img = Image.fromarray(contact_sheet(views))
-        if img.width > SHEET_WIDTH:
-            img = img.resize((SHEET_WIDTH, max(1, round(img.height * SHEET_WIDTH / img.width))), Image.LANCZOS)
-        save_png(np.asarray(img), self.root / rel)
-        return rel.as_posix()
-
-    def close(self) -> None:
-        if self.renderer is not None:
-            self.renderer.close()
-            self.renderer = None
+    from octopus.sim.render import contact_sheet, save_png
+    img = Image.fromarray(contact_sheet(views))
+    if img.width > SHEET_WIDTH:
+        img = img.resize((SHEET_WIDTH, max(1, round(img.height * SHEET_WIDTH / img.width))), Image.LANCZOS)
+    save_png(np.asarray(img), path)
 
 
 def _grounding(agent: Agent) -> dict[str, str] | None:
@@ -152,35 +134,41 @@ def rollout(agent: Agent, task: Task, params: Params, seed: int = 0, views_dir: 
     """Run one episode of `task` with `agent` (named `name`, else its `name` attribute or class name)."""
     agent_name = name or getattr(agent, "name", None) or type(agent).__name__
     record = EpisodeRecord(agent_name, task.id, task.split, task.category, task.scene, seed, task.instruction)
-    sheets = _Sheets(Path(views_dir), params) if views_dir is not None else None
     t0 = time.perf_counter()
+    env = None
     try:
-        episode = Episode(task, params.sim)
-        record.initial_progress = record.plan_score = float(episode.goal.progress())
-        while not episode.success and episode.steps < episode.sim.max_steps:
-            n = episode.steps + 1
-            text = agent.respond(episode)  # the world is unchanged until step(): the sheet shows what it saw
-            seen = sheets.save(episode.world, views_path(agent_name, task.id, seed, n),
-                               getattr(agent, "last_views", None)) if sheets else None
+        env = env_for(agent, params, Suite([task]), views=views_dir is not None)
+        obs, info = env.reset(seed=seed, options={"task": task.id})
+        record.initial_progress = record.plan_score = float(info["progress"])
+        done = bool(info["task_success"])
+        while not done:
+            n = info["steps"] + 1
+            text = agent.respond(obs, info)
+            seen = None
+            if views_dir is not None:  # the views the agent answered to
+                rel = views_path(agent_name, task.id, seed, n)
+                _sheet(obs["views"], Path(views_dir) / rel)
+                seen = rel.as_posix()
             grounding = _grounding(agent)
-            result = episode.step(text)
+            obs, _, terminated, truncated, info = env.step(text)
+            r = info["result"]
             record.steps.append(StepRecord(
-                step=result.step, response=_clip(str(text), RESPONSE_CHARS),
-                code=episode.previous_code if result.parsed else None, parsed=bool(result.parsed),
-                executed=bool(result.executed),
-                error=_clip(result.error, ERROR_CHARS) if result.error is not None else None,
-                target_states_met=bool(result.target_states_met), progress=float(result.progress),
-                task_success=bool(result.task_success), grounding=grounding, views=seen))
-            record.plan_score = max(record.plan_score, float(result.progress))
-        record.success = bool(episode.success)
+                step=int(info["steps"]), response=_clip(str(text), RESPONSE_CHARS), code=r["code"],
+                parsed=bool(r["parsed"]), executed=bool(r["executed"]),
+                error=_clip(r["error"], ERROR_CHARS) if r["error"] is not None else None,
+                target_states_met=bool(r["target_states_met"]), progress=float(r["progress"]),
+                task_success=bool(r["task_success"]), grounding=grounding, views=seen))
+            record.plan_score = max(record.plan_score, float(r["progress"]))
+            done = terminated or truncated
+        record.success = bool(info["task_success"])
     except RenderError:
         raise
     except Exception as err:  # noqa: BLE001 - any agent or simulator failure is the episode's result
         record.error = _clip(f"{type(err).__name__}: {err}", ERROR_CHARS)
         record.success = False
     finally:
-        if sheets is not None:
-            sheets.close()
+        if env is not None:
+            env.close()
         record.wall_s = round(time.perf_counter() - t0, 3)
     record.steps_to_success = len(record.steps) if record.success else None
     return record

@@ -17,7 +17,6 @@ A checkpoint is a `save_pretrained` directory (model, tokenizer, processor) plus
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -163,13 +162,6 @@ def set_finetune_mode(pm: PolicyModel, mode: str) -> tuple[int, int]:
     return trainable, total
 
 
-def _hub_error(name: str, err: Exception) -> ModelError:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    return ModelError(f"cannot load {name!r}: {type(err).__name__}: {str(err).splitlines()[0][:300]}. "
-                      f"{'HF_HUB_OFFLINE=1 is set; ' if offline else ''}download the weights where the hub is "
-                      "reachable (huggingface-cli download ...) and set model.name_or_path to the local directory")
-
-
 # ---------------------------------------------------------------------- idefics (Octopus)
 @register_family("idefics")
 class IdeficsFamily(Family):
@@ -200,11 +192,14 @@ class IdeficsFamily(Family):
 
     def _pretrained(self, name: str, mp: ModelParams, size: int) -> PolicyModel:
         from transformers import AutoProcessor, IdeficsForVisionText2Text
+
+        from octopus.model.hub import hub_error, resolve
+        source = resolve(name)
         try:
-            processor = AutoProcessor.from_pretrained(name)
-            model = IdeficsForVisionText2Text.from_pretrained(name, dtype="auto")
+            processor = AutoProcessor.from_pretrained(source)
+            model = IdeficsForVisionText2Text.from_pretrained(source, dtype="auto")
         except (OSError, ValueError) as err:
-            raise _hub_error(name, err) from None
+            raise hub_error(name, err) from None
         model.config.freeze_text_layers = model.config.freeze_vision_layers = False
         return PolicyModel(self, model, processor.tokenizer, processor,
                            self._spec(processor.tokenizer, size, mp.max_length), {"preset": mp.preset,

@@ -17,7 +17,8 @@ import torch
 
 from octopus.config import ModelParams
 from octopus.data.schema import N_VIEWS
-from octopus.model.factory import Family, ModelError, PolicyModel, _hub_error, register_family
+from octopus.model.factory import Family, ModelError, PolicyModel, register_family
+from octopus.model.hub import hub_error, resolve
 from octopus.model.inputs import IGNORE, RESPONSE_MARK, pad
 
 
@@ -46,12 +47,13 @@ class AutoFamily(Family):
             raise ModelError("model.family auto needs model.name_or_path (a hub id or a local directory of an "
                              "AutoModelForImageTextToText checkpoint, e.g. llava-hf/llava-1.5-7b-hf)")
         from transformers import AutoModelForImageTextToText, AutoProcessor
+        source = resolve(mp.name_or_path)
         try:
-            processor = AutoProcessor.from_pretrained(mp.name_or_path)
+            processor = AutoProcessor.from_pretrained(source)
             torch.manual_seed(seed)
-            model = AutoModelForImageTextToText.from_pretrained(mp.name_or_path, dtype="auto")
+            model = AutoModelForImageTextToText.from_pretrained(source, dtype="auto")
         except (OSError, ValueError) as err:
-            raise _hub_error(mp.name_or_path, err) from None
+            raise hub_error(mp.name_or_path, err) from None
         return self._wrap(model, processor, mp.max_length, {"preset": mp.name_or_path, "from_scratch": False})
 
     def load(self, path: Path, meta: dict) -> PolicyModel:

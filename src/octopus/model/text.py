@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from octopus.config import ModelParams
-from octopus.model.factory import Family, ModelError, PolicyModel, _hub_error, register_family
+from octopus.model.factory import Family, ModelError, PolicyModel, register_family
+from octopus.model.hub import hub_error, resolve
 from octopus.model.inputs import layout, pad
 
 #: preset -> LlamaConfig fields (from scratch) or the hub id it starts from
@@ -71,12 +72,13 @@ class TextFamily(Family):
 
     def _pretrained(self, name: str, mp: ModelParams, seed: int) -> PolicyModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        source = resolve(name)
         try:
-            tok = AutoTokenizer.from_pretrained(name)
+            tok = AutoTokenizer.from_pretrained(source)
             torch.manual_seed(seed)
-            model = AutoModelForCausalLM.from_pretrained(name, dtype="auto")
+            model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
         except (OSError, ValueError) as err:
-            raise _hub_error(name, err) from None
+            raise hub_error(name, err) from None
         return PolicyModel(self, model, tok, tok, self._spec(tok, mp.max_length),
                            {"preset": mp.preset, "from_scratch": False})
 

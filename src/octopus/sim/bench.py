@@ -25,7 +25,7 @@ from octopus.config import RenderParams, SimParams
 from octopus.sim.actions import apply
 from octopus.sim.goals import Goal
 from octopus.sim.planner import plan
-from octopus.sim.suite import layout_params
+from octopus.sim.tasks_stage import layout_params
 from octopus.sim.tasks import Task
 from octopus.sim.world import Snapshot, World
 

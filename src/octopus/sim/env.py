@@ -4,6 +4,7 @@
     env = gym.make("octopus.sim.env:octopus/OctoGibson-v0")   # imports this module, which registers the id
     obs, info = env.reset(seed=0, options={"task": "..."})
     obs, reward, terminated, truncated, info = env.step(response_text)
+    saved = env.snapshot(); ...; env.restore(saved)     # back to an earlier state of this episode (trees)
 
 Importing this module registers `octopus/OctoGibson-v0`; after `import octopus.sim.env`, plain
 `gym.make("octopus/OctoGibson-v0", **kwargs)` works too. Keyword arguments go to `OctoGibsonEnv`.
@@ -12,6 +13,7 @@ Importing this module registers `octopus/OctoGibson-v0`; after `import octopus.s
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from gymnasium import spaces
 
 from octopus.config import Params, load_params
 from octopus.sim.backends import Backend, make_backend
-from octopus.sim.tasks import SPLITS
+from octopus.sim.tasks import SPLITS, Suite
 
 ENV_ID = "octopus/OctoGibson-v0"
 N_VIEWS = 10
@@ -43,6 +45,16 @@ def sanitize(text: str, max_length: int = TEXT_MAX) -> str:
     return out if len(out) <= max_length else out[:max_length - len(_TRUNCATED)] + _TRUNCATED
 
 
+@dataclass(frozen=True)
+class EnvSnapshot:
+    """What `OctoGibsonEnv.snapshot()` returns: the backend's token and the env's own bookkeeping."""
+
+    episode: int
+    backend: object
+    progress: float
+    done: bool
+
+
 class OctoGibsonEnv(gym.Env[dict, str]):
     """Household tasks solved by writing code: the paper's OctoGibson environment (arXiv 2310.08588).
 
@@ -60,8 +72,9 @@ class OctoGibsonEnv(gym.Env[dict, str]):
 
     ## Observation Space
     `Dict` with
-    - `views`: `Box(0, 255, (10, S, S, 3), uint8)`, S = `render.size`; EGO-0 ... EGO-315 (the robot's
-      head every 45 degrees counter-clockwise from its heading), BEV-I, BEV-II (`octopus.sim.render.VIEWS`).
+    - `views` (unless `views=False`): `Box(0, 255, (10, S, S, 3), uint8)`, S = `render.size`; EGO-0 ...
+      EGO-315 (the robot's head every 45 degrees counter-clockwise from its heading), BEV-I, BEV-II
+      (`octopus.sim.render.VIEWS`). Rendered only when the state changed since the last observation.
     - `text`: `Text(max_length=8192, charset=CHARSET)`: the environment message without Observed
       Objects/Relations (Inventory, Task Goal, Original Subtasks, Previous Action Code, Execution
       Error), sanitized to the charset.
@@ -88,23 +101,37 @@ class OctoGibsonEnv(gym.Env[dict, str]):
     - `params`: `octopus.config.Params`; default: read from `params_path`.
     - `params_path`: params file (default `params.yaml` when it exists, else the defaults).
     - `backend`: simulator backend name, overriding `params.sim.backend` (`embedded`, `omnigibson`).
+    - `suite`: the tasks (`octopus.sim.tasks.Suite`, e.g. the tasks stage's snapshot); default: the suite
+      these params build (cached).
     - `split`: tasks drawn by `reset` without a task option: `train`, `eval_seen` or `eval_unseen`.
     - `reward`: `task` or `progress` (see Rewards).
     - `render_mode`: None or `rgb_array` (`render()` returns the labelled contact sheet of the 10 views).
-    - `depth`, `segmentation`: add those observations.
+    - `views`: False leaves the views out of the observation (text-only agents; nothing is rendered).
+    - `depth`, `segmentation`: add those observations (they need `views`).
+    - `privileged`: add `info["state"]`, the simulator's true state (`octopus.sim.episode.SimState`: task,
+      world, goal, ...), for privileged agents: the planner (oracle) and the random baseline.
+
+    ## Going back (trees)
+    `snapshot()` returns a token for the current state of this episode (world, steps, message history,
+    progress); `restore(token)` returns to it, so several responses can each be tried from one state
+    (the trial-and-error trees of paper §4.1). A token from before the last `reset` is refused.
 
     ## Info
-    `task` (id), `steps`, `task_success`, `message` (the FULL environment message with Observed
-    Objects and Observed Relations, for teachers and blind baselines, not sanitized) and, after a
-    step, `result`: `parsed`, `executed`, `error`, `target_states_met`, `task_success`, `unmet`
-    (target states that did not hold), `calls` (`[function, [args]]` executed), `progress`.
+    `task` (id), `steps`, `task_success`, `progress` (share of the goal's conditions holding), `message`
+    (the FULL environment message with Observed Objects and Observed Relations, for teachers and blind
+    baselines, not sanitized), `objects` (names of the scene's items and furniture -> distance to the
+    robot in m: what post-processing may ground a model's names to, paper §5.1), `state` (with
+    `privileged=True`) and, after a step, `result`: `parsed`, `executed`, `error`, `target_states_met`,
+    `task_success`, `code` (the parsed code, None if the response did not parse), `unmet` (target
+    states that did not hold), `calls` (`[function, [args]]` executed), `progress`.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
 
     def __init__(self, params: Params | None = None, params_path: str | None = None, backend: str | None = None,
                  split: str = "train", reward: str = "task", render_mode: str | None = None,
-                 depth: bool = False, segmentation: bool = False) -> None:
+                 depth: bool = False, segmentation: bool = False, views: bool = True, privileged: bool = False,
+                 suite: Suite | None = None) -> None:
         if params is not None and params_path is not None:
             raise ValueError("pass either params or params_path, not both")
         if params is None:
@@ -115,16 +142,17 @@ class OctoGibsonEnv(gym.Env[dict, str]):
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {reward!r}")
+        if (depth or segmentation) and not views:
+            raise ValueError("depth and segmentation are per view: they need views=True")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.params, self.split, self.reward_mode, self.render_mode = params, split, reward, render_mode
-        self.depth, self.segmentation = depth, segmentation
-        self.backend: Backend = make_backend(backend, params)
+        self.views, self.depth, self.segmentation, self.privileged = views, depth, segmentation, privileged
+        self.backend: Backend = make_backend(backend, params, suite)
         s = params.render.size
-        obs: dict[str, spaces.Space] = {
-            "views": spaces.Box(0, 255, (N_VIEWS, s, s, 3), np.uint8),
-            "text": spaces.Text(max_length=TEXT_MAX, min_length=0, charset=CHARSET),
-        }
+        obs: dict[str, spaces.Space] = {"text": spaces.Text(max_length=TEXT_MAX, min_length=0, charset=CHARSET)}
+        if views:
+            obs["views"] = spaces.Box(0, 255, (N_VIEWS, s, s, 3), np.uint8)
         if depth:
             obs["depth"] = spaces.Box(0.0, DEPTH_MAX, (N_VIEWS, s, s), np.float32)
         if segmentation:
@@ -134,6 +162,7 @@ class OctoGibsonEnv(gym.Env[dict, str]):
         self._task_ids: list[str] | None = None
         self._progress = 0.0
         self._done: bool | None = None  # None: never reset
+        self._episode = 0  # resets so far: a snapshot belongs to one episode
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
@@ -152,6 +181,7 @@ class OctoGibsonEnv(gym.Env[dict, str]):
         self.backend.reset(task_id)
         self._progress = self.backend.progress
         self._done = False
+        self._episode += 1
         return self._observation(), self._info()
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
@@ -169,9 +199,25 @@ class OctoGibsonEnv(gym.Env[dict, str]):
         terminated, truncated = bool(result.task_success), bool(result.truncated)
         self._done = terminated or truncated
         info = self._info()
-        info["result"] = {**result.feedback(), "unmet": [str(u) for u in result.unmet],
+        info["result"] = {**result.feedback(), "code": result.code, "unmet": [str(u) for u in result.unmet],
                           "calls": [[fn, list(args)] for fn, args in result.calls], "progress": float(result.progress)}
         return self._observation(), float(reward), terminated, truncated, info
+
+    def snapshot(self) -> EnvSnapshot:
+        """A token for the current state of this episode (see "Going back" in the class docstring)."""
+        if self._done is None:
+            raise gym.error.ResetNeeded("call reset() before snapshot()")
+        return EnvSnapshot(self._episode, self.backend.snapshot(), self._progress, bool(self._done))
+
+    def restore(self, snapshot: EnvSnapshot) -> tuple[dict, dict]:
+        """Return to `snapshot` (taken in this episode); returns the observation and info of that state."""
+        if not isinstance(snapshot, EnvSnapshot):
+            raise TypeError(f"restore() takes what snapshot() returned, got {type(snapshot).__name__}")
+        if snapshot.episode != self._episode:
+            raise ValueError("this snapshot was taken in an earlier episode; reset() since makes it invalid")
+        self.backend.restore(snapshot.backend)
+        self._progress, self._done = snapshot.progress, snapshot.done
+        return self._observation(), self._info()
 
     def render(self) -> np.ndarray | None:
         """The contact sheet of the current 10 views (`rgb_array`), or None without a render mode."""
@@ -189,9 +235,11 @@ class OctoGibsonEnv(gym.Env[dict, str]):
     # ------------------------------------------------------------------ helpers
     def _observation(self) -> dict:
         # copies: the renderer caches its arrays, and callers keep what they are given
+        obs: dict[str, Any] = {"text": sanitize(self.backend.message(with_observations=False).render())}
+        if not self.views:
+            return obs
         o = self.backend.observe(depth=self.depth, segmentation=self.segmentation)
-        obs = {"views": np.array(o.rgb, dtype=np.uint8, copy=True),
-               "text": sanitize(self.backend.message(with_observations=False).render())}
+        obs["views"] = np.array(o.rgb, dtype=np.uint8, copy=True)
         if self.depth:
             obs["depth"] = np.array(o.depth, dtype=np.float32, copy=True)
         if self.segmentation:
@@ -200,8 +248,12 @@ class OctoGibsonEnv(gym.Env[dict, str]):
 
     def _info(self) -> dict:
         b = self.backend
-        return {"task": b.task.id, "steps": int(b.steps), "task_success": bool(b.success),
-                "message": b.message(with_observations=True).render()}
+        info = {"task": b.task.id, "steps": int(b.steps), "task_success": bool(b.success),
+                "progress": float(b.progress), "message": b.message(with_observations=True).render(),
+                "objects": b.objects()}
+        if self.privileged:
+            info["state"] = b.state()
+        return info
 
 
 if ENV_ID not in gym.registry:

@@ -18,7 +18,8 @@ from octopus.protocol import (UNARY_STATES, EnvMessage, ObservedObject, Response
                                   TargetState, parse_response)
 from octopus.sim.sandbox import Sandbox, SandboxLimits
 from octopus.sim.tasks import Task
-from octopus.sim.world import KINEMATIC, World
+from octopus.sim.goals import Goal
+from octopus.sim.world import KINEMATIC, Snapshot, World
 
 # observed state name (paper's format1) -> (ability needed, unary state)
 OBSERVED_STATES = {name: ("foldable" if state in ("folded", "unfolded") else
@@ -54,6 +55,7 @@ class StepResult:
     progress: float = 0.0
     step: int = 0
     truncated: bool = False
+    code: str | None = None  # the response's parsed act(...) code (None when it did not parse)
 
     @property
     def done(self) -> bool:
@@ -114,11 +116,38 @@ def _state_value(world: World, ts: TargetState) -> bool | None:
     return (ts.relation, a, b) in world.facts
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything an `Episode` changes in a step (`Episode.checkpoint()`), to go back to that state."""
+
+    world: Snapshot
+    steps: int
+    subtasks: tuple[str, ...] | None
+    previous_code: str | None
+    error: str | None
+    success: bool
+
+
+@dataclass(frozen=True)
+class SimState:
+    """The simulator's true state, for privileged agents (the planner, the random baseline).
+
+    `world` and `goal` are the live episode's: read them, and leave the world as found (an agent that
+    tries actions on it restores `world.snapshot()` afterwards, as the planner does)."""
+
+    task: Task
+    world: World
+    goal: Goal
+    steps: int
+    max_steps: int
+    error: str | None
+
+
 class Episode:
     """One task from its initial state, stepped with responses in the paper's format."""
 
     def __init__(self, task: Task, sim: SimParams, sandbox: Sandbox | None = None) -> None:
-        from octopus.sim.suite import layout_params
+        from octopus.sim.tasks_stage import layout_params
         self.task, self.sim = task, sim
         self.world, self.goal = task.build(layout_params(sim))
         self.sandbox = sandbox or shared_sandbox(sim)
@@ -134,6 +163,24 @@ class Episode:
                           inventory=tuple(self.world.name(i) for i in self.world.held),
                           task_goal=self.task.instruction, original_subtasks=self.subtasks,
                           previous_code=self.previous_code, execution_error=self.error)
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.world.snapshot(), self.steps, self.subtasks, self.previous_code, self.error,
+                          self.success)
+
+    def restore(self, cp: Checkpoint) -> None:
+        """Back to the state of `cp` (taken from this episode): world, step count and the message's history."""
+        self.world.restore(cp.world)
+        self.steps, self.subtasks, self.previous_code = cp.steps, cp.subtasks, cp.previous_code
+        self.error, self.success = cp.error, cp.success
+
+    def state(self) -> SimState:
+        return SimState(self.task, self.world, self.goal, self.steps, self.sim.max_steps, self.error)
+
+    def objects(self) -> dict[str, float]:
+        """Every object an agent could name (items and furniture) -> its distance to the robot (m)."""
+        w = self.world
+        return {o.name: round(w.distance(0, i), 3) for i, o in enumerate(w.objects) if o.kind in ("item", "furniture")}
 
     def step(self, text: str) -> StepResult:
         if self.success or self.steps >= self.sim.max_steps:
@@ -173,4 +220,5 @@ class Episode:
                 unmet: list | None = None) -> StepResult:
         met = parsed and executed and not unmet and error is None
         return StepResult(parsed, executed, error, met, self.success, calls or [], unmet or [],
-                          self.goal.progress(), self.steps, not self.success and self.steps >= self.sim.max_steps)
+                          self.goal.progress(), self.steps, not self.success and self.steps >= self.sim.max_steps,
+                          self.previous_code if parsed else None)

@@ -32,6 +32,7 @@ from transformers import TrainerCallback
 from octopus.config import Params
 from octopus.data import builders
 from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode
+from octopus.files import replace_dir
 
 
 class SFTError(RuntimeError):
@@ -270,13 +271,6 @@ def _curve(history: list[dict], val_start: float | None) -> list[dict]:
 
 def _save_atomic(pm: PolicyModel, out: Path, extra: dict) -> None:
     """Write the checkpoint next to `out`, then swap it in: a reader never sees half a model."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     pm.meta.update(extra)
-    pm.save(tmp)
-    old = out.with_name(f".{out.name}.{os.getpid()}.old")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    with replace_dir(out) as tmp:
+        pm.save(tmp)

@@ -5,7 +5,7 @@ Importing this package imports great_expectations (about 4 s), so import it wher
 """
 
 from octopus.validation.checks import ValidationError
-from octopus.validation.suite import (EXPECTATIONS, ExpectationResult, ValidationReport, run_validate,
+from octopus.validation.stage import (EXPECTATIONS, ExpectationResult, ValidationReport, run_validate,
                                       validate_dataset)
 
 __all__ = ["EXPECTATIONS", "ExpectationResult", "ValidationError", "ValidationReport", "run_validate",

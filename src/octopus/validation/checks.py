@@ -34,6 +34,7 @@ from octopus.config import Params
 from octopus.data import schema
 from octopus.paths import MANIFEST
 from octopus.protocol import API_NAMES, ResponseFormatError, check_code, parse_response
+from octopus.files import sha256
 
 IMAGE_SAMPLE_SEED = 0  # the seeded row sample when validate.image_sample > 0
 _OBJECT_REPR = re.compile(r" ?<[^<>]* at 0x[0-9a-f]+>")  # keeps error messages the same run to run
@@ -82,14 +83,6 @@ def read_manifest(dataset_dir: Path) -> dict | None:
         return manifest
     except (OSError, ValueError, AttributeError, TypeError) as err:
         raise ValidationError(f"{path}: not a readable manifest ({err})") from None
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------- shards

@@ -2,12 +2,14 @@
 
 A backend owns one episode at a time: `reset(task_id)` starts a task from its initial state,
 `step(response_text)` executes one response in the paper's format, `message()` is the environment
-message the agent reads, and `observe()` the 10 views. Two are built in:
+message the agent reads, `observe()` the 10 views, `snapshot()`/`restore()` go back to an earlier
+state of the episode (trees), and `state()` is the true state for privileged agents. Two are built in:
 
     embedded     the CPU simulator of this package (default; `octopus.sim.backends.embedded`)
     omnigibson   OmniGibson / Isaac Sim (optional extra; `octopus.sim.backends.omnigibson`)
 
-`make_backend(None, params)` builds `params.sim.backend`; `register_backend(name, factory)` adds one.
+`make_backend(None, params, suite)` builds `params.sim.backend` over a task suite (default: the one these
+params build); `register_backend(name, factory)` adds one, `factory(params, suite)`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 from octopus.config import Params
 
 if TYPE_CHECKING:
-    from octopus.sim.episode import StepResult
+    from octopus.sim.episode import SimState, StepResult
     from octopus.protocol import EnvMessage
     from octopus.sim.render import Observation
-    from octopus.sim.tasks import Task
+    from octopus.sim.tasks import Suite, Task
 
 
 class BackendUnavailableError(ImportError):
@@ -48,6 +50,18 @@ class Backend(Protocol):
     def observe(self, depth: bool = False, segmentation: bool = False) -> Observation:
         """The 10 views (`octopus.sim.render.VIEWS` order) of the current state."""
 
+    def objects(self) -> dict[str, float]:
+        """Names an agent may use (items and furniture of the scene) -> distance to the robot (m)."""
+
+    def snapshot(self) -> object:
+        """An opaque token for the episode's current state (world, step count, message history)."""
+
+    def restore(self, snapshot: object) -> None:
+        """Back to a state `snapshot()` returned during this episode."""
+
+    def state(self) -> SimState:
+        """The true state, for privileged agents (planner, random baseline); see `SimState`."""
+
     @property
     def task(self) -> Task | None:
         """The current task (None before the first reset)."""
@@ -72,12 +86,12 @@ class Backend(Protocol):
         """Release renderers and other resources (safe to call twice)."""
 
 
-BackendFactory = Callable[[Params], Backend]
+BackendFactory = Callable[["Params", "Suite | None"], Backend]
 _REGISTRY: dict[str, BackendFactory] = {}
 
 
 def register_backend(name: str, factory: BackendFactory) -> BackendFactory:
-    """Register `factory(params) -> Backend` under `name` (re-registering a name replaces it)."""
+    """Register `factory(params, suite) -> Backend` under `name` (re-registering a name replaces it)."""
     if not name or not isinstance(name, str):
         raise ValueError(f"backend name must be a non-empty string, got {name!r}")
     _REGISTRY[name] = factory
@@ -94,10 +108,11 @@ def backend_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_backend(name: str | None, params: Params) -> Backend:
-    """Build the backend `name` (default: `params.sim.backend`) for these params."""
+def make_backend(name: str | None, params: Params, suite: Suite | None = None) -> Backend:
+    """Build the backend `name` (default: `params.sim.backend`) for these params, over `suite` (default:
+    the suite these params build, from the cache)."""
     _load_builtins()
     name = params.sim.backend if name is None else name
     if name not in _REGISTRY:
         raise ValueError(f"unknown simulator backend {name!r}; known backends: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](params)
+    return _REGISTRY[name](params, suite)

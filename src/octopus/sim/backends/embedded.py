@@ -1,7 +1,7 @@
 """The embedded backend: the CPU simulator of this package (`Episode` for the rules, `SceneRenderer` for the views).
 
-The task suite is loaded on first use with `octopus.sim.suite.load_suite` (built and proved once, then
-read from the on-disk cache). `reset` starts an `Episode`; the renderer is built on the first
+The task suite is the one given (e.g. the tasks stage's snapshot), or loaded on first use with
+`octopus.sim.tasks_stage.load_suite` (built and proved once, then read from the on-disk cache). `reset` starts an `Episode`; the renderer is built on the first
 `observe()` after it, so text-only use (teachers, blind baselines, `octopus sim run`) never needs
 OpenGL. The renderer holds the episode's `World`, so it always shows the current state.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from octopus.config import Params
 from octopus.sim.backends import register_backend
-from octopus.sim.episode import Episode, StepResult
+from octopus.sim.episode import Checkpoint, Episode, SimState, StepResult
 from octopus.protocol import EnvMessage
 from octopus.sim.tasks import SPLITS, Suite, Task
 
@@ -20,9 +20,9 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self, params: Params) -> None:
+    def __init__(self, params: Params, suite: Suite | None = None) -> None:
         self.params = params
-        self._suite: Suite | None = None
+        self._suite: Suite | None = suite
         self._episode: Episode | None = None
         self._renderer = None  # SceneRenderer, built lazily by observe()
 
@@ -31,7 +31,7 @@ class EmbeddedBackend:
     def suite(self) -> Suite:
         """The task suite for these params (loaded, or built and cached, on first use)."""
         if self._suite is None:
-            from octopus.sim.suite import load_suite
+            from octopus.sim.tasks_stage import load_suite
             self._suite = load_suite(self.params.sim, self.params.tasks)
         return self._suite
 
@@ -73,6 +73,20 @@ class EmbeddedBackend:
             from octopus.sim.render import SceneRenderer
             self._renderer = SceneRenderer(episode.world, self.params.render, seed=self.params.sim.seed)
         return self._renderer.observe(depth=depth, segmentation=segmentation)
+
+    def objects(self) -> dict[str, float]:
+        return self.episode.objects()
+
+    def snapshot(self) -> Checkpoint:
+        return self.episode.checkpoint()
+
+    def restore(self, snapshot: Checkpoint) -> None:
+        if not isinstance(snapshot, Checkpoint):
+            raise TypeError(f"restore() takes what snapshot() returned, got {type(snapshot).__name__}")
+        self.episode.restore(snapshot)
+
+    def state(self) -> SimState:
+        return self.episode.state()
 
     @property
     def task(self) -> Task | None:

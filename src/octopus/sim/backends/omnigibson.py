@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 
 from octopus.config import Params
+from octopus.sim.tasks import Suite
 from octopus.sim.backends import BackendUnavailableError, register_backend
 
 INSTALL_HINT = ("the omnigibson backend needs the optional extra: `pip install -e .[omnigibson]` "
@@ -25,8 +26,8 @@ class OmniGibsonBackend:
 
     name = "omnigibson"
 
-    def __init__(self, params: Params) -> None:
-        self.params = params
+    def __init__(self, params: Params, suite: Suite | None = None) -> None:
+        self.params, self.suite = params, suite
         try:
             self.og = importlib.import_module("omnigibson")
         except ImportError as err:

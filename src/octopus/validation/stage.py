@@ -36,6 +36,7 @@ from octopus.config import Params
 from octopus.data.schema import N_VIEWS
 from octopus.files import write_json
 from octopus.validation.checks import LoadedDataset, ValidationError, load_dataset, parsed_share
+from octopus.files import replace_dir
 
 SITE = "octopus"
 EXAMPLES = 5
@@ -203,31 +204,16 @@ def validate_dataset(dataset_dir: Path, suite_tasks: Path, params: Params, docs_
     t1 = time.perf_counter()
     docs_dir = Path(docs_dir)
     docs_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = docs_dir.with_name(f".{docs_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with replace_dir(docs_dir) as tmp:
         context = _context(tmp)
         results = _run(context, "shards", data.shards, shard_expectations(data.manifest), "file")
         results += _run(context, "rows", data.rows, row_expectations(params, data.unseen_scenes), "id")
         t2 = time.perf_counter()
         context.build_data_docs(site_names=[SITE])
-        _replace_dir(tmp, docs_dir)
-        t3 = time.perf_counter()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    t3 = time.perf_counter()
     return ValidationReport(all(r.success for r in results), len(data.rows), len(data.shards), data.images_checked,
                             results, docs_dir / "index.html", parsed_share(data.rows),
                             {"load": t1 - t0, "expectations": t2 - t1, "docs": t3 - t2, "total": t3 - t0})
-
-
-def _replace_dir(new: Path, old: Path) -> None:
-    """Swap a freshly built directory into place (a reader never sees half-built Data Docs)."""
-    backup = old.with_name(f".{old.name}.old")
-    shutil.rmtree(backup, ignore_errors=True)
-    if old.exists():
-        old.rename(backup)
-    new.rename(old)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- the stage

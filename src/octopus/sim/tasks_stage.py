@@ -23,7 +23,7 @@ from octopus.sim.layout import LayoutError, LayoutParams
 from octopus.sim.planner import plan
 from octopus.sim.tasks import Suite, Task, assign_splits, behavior_tasks, published_tasks, task_list_bytes
 
-_SIM_MODULES = ("world", "actions", "layout", "planner", "tasks", "goals", "content", "suite")
+_SIM_MODULES = ("world", "actions", "layout", "planner", "tasks", "goals", "content", "tasks_stage")
 
 
 def layout_params(sim: SimParams) -> LayoutParams:

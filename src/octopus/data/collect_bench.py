@@ -25,7 +25,7 @@ from pathlib import Path
 from prefect import flow
 
 from octopus import paths
-from octopus.config import Params
+from octopus.config import Params, RunnerParams
 from octopus.data.collect import plan_jobs, read_suite
 
 
@@ -41,11 +41,11 @@ def _bench_jobs(params: Params, episodes: int) -> list:
 @flow(name="collect-bench")
 def _timed_fan_out(params: Params, episodes: int, parts: str) -> tuple[float, list[tuple[float, int]]]:
     """Seconds from submission to the last episode, and (seconds, nodes) of each finished episode."""
-    from octopus.data.flow import _fan_out
+    from octopus.data.flow import fan_out_jobs
     jobs = _bench_jobs(params, episodes)
     finished: list[tuple[float, int]] = []
     t0 = time.perf_counter()
-    failures = _fan_out(jobs, params, Path(parts),
+    failures = fan_out_jobs(jobs, params, Path(parts),
                         lambda job, summary: finished.append((time.perf_counter() - t0, summary["nodes"])))
     if failures:
         raise RuntimeError(f"benchmark episodes failed: {failures[:3]}")
@@ -64,9 +64,10 @@ def _steady(finished: list[tuple[float, int]], workers: int) -> tuple[float, flo
 
 def run_collect_bench(params: Params, workers: list[int], episodes: int, repeats: int) -> dict:
     from octopus.data.collect import done
-    from octopus.data.flow import ensure_prefect_api
+    from octopus.orchestration import ensure_prefect_api
     ensure_prefect_api()  # the temporary server as `octopus collect` starts it, before the first flow
-    c = replace(params.collect, teacher="oracle", runner="process", task_retries=0, max_tasks=0, episodes_per_task=1)
+    runner = RunnerParams(kind="process", task_retries=0)
+    c = replace(params.collect, teacher="oracle", runner=runner, max_tasks=0, episodes_per_task=1)
     base = replace(params, collect=c)
     jobs = _bench_jobs(base, episodes)
     report: dict = {"episodes": len(jobs), "render_size": params.render.size, "explore": c.oracle.explore}
@@ -75,7 +76,8 @@ def run_collect_bench(params: Params, workers: list[int], episodes: int, repeats
         rates, firsts, steadies = [], [], []
         for _ in range(repeats):
             with tempfile.TemporaryDirectory(prefix="octopus-bench-") as tmp:
-                seconds, finished = _timed_fan_out(replace(base, collect=replace(c, workers=w)), episodes, tmp)
+                seconds, finished = _timed_fan_out(replace(base, collect=replace(c, runner=replace(runner, workers=w))),
+                                                   episodes, tmp)
                 nodes = sum(done(Path(tmp), j)["nodes"] for j in jobs)
             rates.append(60 * nodes / seconds)
             first, steady = _steady(finished, w)
