@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install sysdeps run test bench demo eval clean-cache
+.PHONY: install sysdeps run test test-fast bench demo eval clean-cache
 
 # Offscreen rendering (MuJoCo on the CPU) needs Mesa's EGL and software GL driver from the system.
 MESA_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri
@@ -38,14 +38,17 @@ eval: install  ## the evaluate stage (reproducing what it needs through DVC), th
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro evaluate
 	@cat reports/evaluate.md
 
-test: install  ## the test suite
+test: install  ## the whole test suite (the README's and CI's test command)
 	$(BIN)/pytest
 
+test-fast: install  ## the edit loop: tests not marked slow (no servers, pools, subprocess CLIs or training)
+	$(BIN)/pytest -m "not slow"
+
 bench: install  ## simulator throughput, collection steps/min with 1 and 2 workers, no-op dvc repro time, SFT and policy speed
-	$(BIN)/octopus sim bench --json
-	$(BIN)/octopus sim bench --json --distractors 12 --no-render
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/octopus data bench --json
-	$(BIN)/octopus model bench --json
+	$(BIN)/octopus bench sim --json
+	$(BIN)/octopus bench sim --json --distractors 12 --no-render
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/octopus bench collect --json
+	$(BIN)/octopus bench sft --json
 
 clean-cache:  ## drop the cached task suite (rebuilt on next use)
 	rm -rf $${OCTOPUS_CACHE:-$$HOME/.cache/octopus}

@@ -389,7 +389,7 @@ def _describe(cls: type, section: str, out: list[str]) -> None:
         typ = hints[f.name]
         if dataclasses.is_dataclass(typ):
             nested.append((typ, f"{section}.{f.name}"))
-            out.append(f"| `{f.name}` | block | see `{section}.{f.name}` | | {f.metadata.get('help', '')} |")
+            out.append(f"| `{f.name}` | block | see `{section}.{f.name}` | | {f.metadata.get('help', '').replace('|', chr(92) + '|')} |")
             continue
         m = f.metadata
         allowed = ", ".join(map(str, m["choices"])) if m.get("choices") else \
@@ -398,7 +398,8 @@ def _describe(cls: type, section: str, out: list[str]) -> None:
         name = getattr(typ, "__name__", str(typ)).replace("Optional", "")
         if typing.get_origin(typ) in (typing.Union, types.UnionType):
             name = next(t for t in typing.get_args(typ) if t is not type(None)).__name__ + " or null"
-        out.append(f"| `{f.name}` | {name} | `{getattr(default, f.name)!r}` | {allowed} | {m.get('help', '')} |")
+        cells = (f"`{f.name}`", name, f"`{getattr(default, f.name)!r}`", allowed, m.get("help", ""))
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     out.append("")
     for typ, where in nested:
         _describe(typ, where, out)

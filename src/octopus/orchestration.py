@@ -12,6 +12,7 @@ calling stage's own fields (`evaluate.runner.kind: ...`). Used by collect and ev
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import tempfile
@@ -36,29 +37,35 @@ class Call:
     key: Any = None  # the caller's handle for it (a job, a (row, task, seed) triple, ...)
 
 
+def check_runner(runner: RunnerParams, where: str) -> None:
+    """OrchestrationError now (before any server or pool starts) when the runner's optional extra is missing."""
+    if runner.kind in ("dask", "ray"):
+        try:
+            importlib.import_module(f"prefect_{runner.kind}")
+        except ImportError:
+            raise OrchestrationError(f"{where}.kind: {runner.kind} needs prefect-{runner.kind}: "
+                                     f"pip install -e '.[{runner.kind}]'") from None
+
+
 def make_task_runner(runner: RunnerParams, where: str):
     """The Prefect task runner of a `runner` block; `where` (e.g. "collect.runner") names it in errors."""
     from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+    check_runner(runner, where)
     if runner.kind == "process":
         return ProcessPoolTaskRunner(max_workers=runner.workers)
     if runner.kind == "thread":
         return ThreadPoolTaskRunner(max_workers=runner.workers)
-    try:
-        if runner.kind == "dask":
-            import dask
-            from prefect_dask import DaskTaskRunner
-            # each episode runs model-written code in a sandbox *process*; Dask's workers are daemons by
-            # default and may not start one (a remote cluster needs the same setting on its workers)
-            dask.config.set({"distributed.worker.daemon": False})
-            if runner.address:
-                return DaskTaskRunner(address=runner.address)
-            return DaskTaskRunner(cluster_kwargs={"n_workers": runner.workers, "threads_per_worker": 1,
-                                                  "processes": True})
-        from prefect_ray import RayTaskRunner
-        return RayTaskRunner(address=runner.address or None, init_kwargs={"num_cpus": runner.workers})
-    except ImportError:
-        raise OrchestrationError(f"{where}.kind: {runner.kind} needs prefect-{runner.kind}: "
-                                 f"pip install -e '.[{runner.kind}]'") from None
+    if runner.kind == "dask":
+        import dask
+        from prefect_dask import DaskTaskRunner
+        # each episode runs model-written code in a sandbox *process*; Dask's workers are daemons by
+        # default and may not start one (a remote cluster needs the same setting on its workers)
+        dask.config.set({"distributed.worker.daemon": False})
+        if runner.address:
+            return DaskTaskRunner(address=runner.address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": runner.workers, "threads_per_worker": 1, "processes": True})
+    from prefect_ray import RayTaskRunner
+    return RayTaskRunner(address=runner.address or None, init_kwargs={"num_cpus": runner.workers})
 
 
 def fan_out(task: Any, calls: list[Call], runner: RunnerParams, where: str, *,

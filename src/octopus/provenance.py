@@ -1,7 +1,8 @@
 """Where an output came from: the git revision of the code, and digests of the sources that made it.
 
     code_revision()                          # {"commit": "abc...", "dirty": False} (None, None outside git)
-    source_digest(["octopus/sim", "octopus/data/tree.py"])   # sha256 of those sources, 16 hex digits
+    files = module_closure(["octopus.data.tree"], exclude=["octopus.cli"])   # what a stage runs
+    source_digest(files)                      # sha256 of those sources, 16 hex digits
 
 Stages write these next to their outputs (CONVENTIONS 8), and collect keys its resumable parts by the
 digest of exactly the modules that make the data.
@@ -30,23 +31,55 @@ def code_revision() -> dict:
     return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
-def source_files(sources: Iterable[str], exclude: Iterable[str] = ()) -> list[Path]:
-    """The .py files of `sources` (package directories or modules, relative to the package root)."""
-    skip = {PACKAGE_ROOT / e for e in exclude}
-    files: set[Path] = set()
-    for src in sources:
-        path = PACKAGE_ROOT / src
-        found = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        if not found or not all(f.is_file() for f in found):
-            raise FileNotFoundError(f"source {src!r} is not a module or package under {PACKAGE_ROOT}")
-        files.update(f for f in found if f not in skip)
-    return sorted(files)
-
-
-def source_digest(sources: Iterable[str], exclude: Iterable[str] = ()) -> str:
-    """sha256 over the names and bytes of those source files (16 hex digits)."""
+def source_digest(files: Iterable[Path]) -> str:
+    """sha256 over the names (relative to the package root) and bytes of these source files (16 hex digits)."""
     h = hashlib.sha256()
-    for f in source_files(sources, exclude):
-        h.update(f.relative_to(PACKAGE_ROOT).as_posix().encode())
-        h.update(f.read_bytes())
+    for f in sorted(files):
+        h.update(Path(f).resolve().relative_to(PACKAGE_ROOT).as_posix().encode())
+        h.update(Path(f).read_bytes())
     return h.hexdigest()[:16]
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of an octopus module or package (None if there is none)."""
+    p = PACKAGE_ROOT.joinpath(*name.split("."))
+    return p / "__init__.py" if (p / "__init__.py").is_file() else p.with_suffix(".py") if p.with_suffix(".py").is_file() \
+        else None
+
+
+def _imports(name: str) -> set[str]:
+    """octopus modules `name` imports anywhere in its source (module level and inside functions)."""
+    import ast
+    path = module_file(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}"))
+    out = set()
+    for m in (m for m in found if m == "octopus" or m.startswith("octopus.")):
+        parts = m.split(".")
+        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1) if module_file(".".join(parts[:i])))
+    return out
+
+
+def module_closure(entries: Iterable[str], exclude: Iterable[str] = ()) -> list[Path]:
+    """Source files of `entries` and every octopus module they import, transitively (lazy imports included),
+    leaving out the packages/modules in `exclude`: what a stage runs, for its dvc.yaml deps."""
+    skip = tuple(exclude)
+    seen: set[str] = set()
+    todo = list(entries)
+    while todo:
+        m = todo.pop()
+        if m in seen or module_file(m) is None or any(m == s or m.startswith(s + ".") for s in skip):
+            continue
+        seen.add(m)
+        todo.extend(_imports(m))
+    return sorted(module_file(m) for m in seen)

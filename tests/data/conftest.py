@@ -12,6 +12,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def merge(base: dict, changes: dict) -> dict:
+    """`changes` merged into `base` in place, mapping by mapping."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 @pytest.fixture(scope="session")
 def suite_snapshot(suite, tmp_path_factory) -> Path:
     """data/tasks/tasks.json for the session's suite (what the tasks stage writes)."""
@@ -30,10 +40,10 @@ def project(tmp_path, suite_snapshot, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
     def write(**sections) -> Path:
+        """params.yaml: the defaults below, with `sections` merged in (nested blocks such as collect.runner too)."""
         base = {"render": {"size": 32}, "collect": {"teacher": "tests.data.teachers:plain", "max_tasks": 4,
                                                    "runner": {"kind": "thread", "workers": 1, "task_retries": 0}}}
-        for name, values in sections.items():
-            base.setdefault(name, {}).update(values)
+        merge(base, sections)
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(base))
         return tmp_path / "params.yaml"
 

@@ -24,15 +24,13 @@ NOT_CONTAINERS = ["apple.n.01", "bacon.n.01", "candle.n.01", "table.n.02", "coun
                   "plate.n.04", "tray.n.01", "laptop.n.01", "water.n.06", "floor.n.01", "door.n.01"]
 
 
-def test_import_is_fast_and_lazy() -> None:
-    """A cold import (stdlib dependencies included) reads no data and takes < 50 ms (best of 3)."""
-    code = ("import sys, time; import octopus.sim; t = time.perf_counter(); "
-            "import octopus.sim.content as c; dt = time.perf_counter() - t; "
+def test_import_is_lazy() -> None:
+    """A cold import reads no data and imports neither bddl nor json (its speed: `octopus bench sim`)."""
+    code = ("import sys; import octopus.sim; import octopus.sim.content as c; "
             "assert c._tables.cache_info().currsize == 0 and c._scenes.cache_info().currsize == 0; "
-            "assert 'bddl' not in sys.modules and 'json' not in sys.modules; print(dt)")
-    times = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                  check=True).stdout) for _ in range(3)]
-    assert min(times) < 0.05, times
+            "assert 'bddl' not in sys.modules and 'json' not in sys.modules; print('lazy')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "lazy", out.stderr
 
 
 @pytest.mark.parametrize("synset", FURNITURE)

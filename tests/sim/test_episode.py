@@ -1,10 +1,14 @@
-"""Episodes: parse, sandboxed execution, target states, restore on failure, task success."""
+"""Episodes: parse, sandboxed execution, target states, restore on failure, task success, checkpoints.
+
+These test the episode rules themselves, so they step `Episode` directly; a privileged agent is shown
+what the env would show it, `info["state"]` (`Episode.state()`).
+"""
 
 import pytest
 
 from octopus.agents import make_agent
 from octopus.config import SimParams
-from octopus.sim.episode import Episode
+from octopus.sim.episode import Checkpoint, Episode, SimState
 
 from tests.helpers import kitchen_task
 
@@ -26,7 +30,7 @@ def episode():
 def test_oracle_solves_the_task(episode):
     oracle = make_agent("oracle")
     while not episode.success and episode.steps < SIM.max_steps:
-        result = episode.step(oracle.respond(episode))
+        result = episode.step(oracle.respond({"text": episode.message(False).render()}, {"state": episode.state()}))
         assert result.parsed and result.executed and result.target_states_met, result.error
     assert episode.success and episode.goal.satisfied()
 
@@ -83,3 +87,62 @@ def test_episode_truncates_after_max_steps():
     assert r.truncated and r.done
     with pytest.raises(RuntimeError):
         ep.step("nonsense")
+
+
+FRIDGE = 'f = registry(env, "electric_refrigerator_1")\nMoveBot(env, robot, f, camera)'
+
+
+def test_state_is_the_live_episode(episode):
+    state = episode.state()
+    assert isinstance(state, SimState) and state.task is episode.task
+    assert state.world is episode.world and state.goal is episode.goal, "the live world and goal, not copies"
+    assert (state.steps, state.max_steps, state.error) == (0, SIM.max_steps, None)
+    episode.step("nonsense")
+    state = episode.state()
+    assert state.steps == 1 and state.error == episode.error and state.error.startswith("Response format error")
+
+
+def test_objects_are_every_item_and_furniture_with_its_distance(episode):
+    objects = episode.objects()
+    w = episode.world
+    assert set(objects) == {o.name for o in w.objects if o.kind in ("item", "furniture")}
+    assert "robot" not in objects and "floor_1" not in objects
+    assert "bacon_1" in objects and "bacon_1" not in episode.message().render(), "hidden in the fridge, yet nameable"
+    assert all(isinstance(d, float) and d >= 0 for d in objects.values())
+    far = objects["electric_refrigerator_1"]
+    assert episode.step(response(FRIDGE)).target_states_met
+    assert episode.objects()["electric_refrigerator_1"] < far, "distances follow the robot"
+
+
+def test_checkpoint_restore_returns_world_steps_and_message_history(episode):
+    start, msg0, key0 = episode.checkpoint(), episode.message().render(), episode.world.state_key()
+    assert isinstance(start, Checkpoint)
+    ok = episode.step(response(FRIDGE))
+    assert ok.target_states_met and episode.world.state_key() != key0
+    moved, msg1, key1 = episode.checkpoint(), episode.message().render(), episode.world.state_key()
+    assert "MoveBot" in msg1 and msg1 != msg0
+    bad = episode.step("nonsense")
+    assert not bad.parsed and episode.steps == 2 and "Response format error" in episode.message().render()
+
+    episode.restore(moved)  # back to after the good step: its code in the message, no error, one step
+    assert (episode.steps, episode.error, episode.world.state_key()) == (1, None, key1)
+    assert episode.message().render() == msg1
+    episode.restore(start)  # back to the very start: nothing happened yet
+    assert (episode.steps, episode.subtasks, episode.previous_code, episode.error) == (0, None, None, None)
+    assert episode.world.state_key() == key0 and episode.message().render() == msg0
+    again = episode.step(response(FRIDGE))  # the same response from the same state does the same again
+    assert again.feedback() == ok.feedback() and again.calls == ok.calls and episode.world.state_key() == key1
+
+
+def test_restore_undoes_success_and_the_step_budget():
+    ep = Episode(kitchen_task([["nextto", "agent.n.01_1", "electric_refrigerator.n.01_1"]], "near", "t"),
+                 SimParams(max_steps=2, sandbox_timeout_s=1.0))
+    ep.step("nonsense")
+    before_last = ep.checkpoint()
+    assert ep.step(response(FRIDGE)).task_success and ep.success
+    with pytest.raises(RuntimeError, match="over"):
+        ep.step("nonsense")
+    ep.restore(before_last)
+    assert not ep.success and ep.steps == 1 and not ep.goal.satisfied()
+    r = ep.step("nonsense")  # the episode goes on from there: its last step, now a failure
+    assert r.truncated and not r.task_success

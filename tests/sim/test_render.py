@@ -205,11 +205,17 @@ def test_task_objects_are_visible_from_where_the_oracle_acts(suite, params):
 
 
 def test_every_training_scene_compiles(suite, params):
+    """Every scene of the suite compiles, with one mocap body per drawn object and a floor per room."""
     import mujoco
     for task in suite.tasks:
         world, _ = task.build(layout_params(params.sim))
         spec = build_scene(world, 24, 75.0, 2.2)
-        mujoco.MjModel.from_xml_string(spec.xml)
+        model = mujoco.MjModel.from_xml_string(spec.xml)
+        drawn = [i for i, o in enumerate(world.objects) if o.kind not in ("floor", "substance")]
+        assert sorted(spec.bodies) == drawn, task.id
+        assert model.nmocap == len(drawn), task.id
+        assert all(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) >= 0 for name in spec.bodies.values())
+        assert set(spec.floor_of) == {o.room for o in world.objects if o.kind == "floor" and o.room}, task.id
 
 
 def test_furniture_taller_than_the_walls_is_cut_to_their_height(world):

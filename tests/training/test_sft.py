@@ -127,6 +127,10 @@ def test_sft_cli_trains_saves_and_reports(tmp_path):
 @pytest.mark.slow
 def test_sft_cli_rejects_missing_and_corrupt_data_and_bad_params(tmp_path):
     project = _project(tmp_path)
+    proc = _sft(project)  # no dataset at all: what to run first, before anything is built
+    assert proc.returncode == 2 and "data/dataset is missing: run `dvc repro collect` first" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (project / "data" / "dataset").mkdir(parents=True)
     proc = _sft(project)
     assert proc.returncode == 1 and "no Parquet shards" in proc.stderr and "dvc repro collect" in proc.stderr
     shards = dataset.write_dataset(project / "data" / "dataset", dataset.base_shards(SIZE))

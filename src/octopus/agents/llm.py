@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import threading
 import time
 from datetime import datetime, timezone

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from octopus.config import ConfigError, Params, load_params
@@ -16,14 +18,19 @@ console = Console(stderr=True)
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="params file (defaults apply when it is missing)")
 
 
+def fail(message: str, code: int = 2, head: str = "error") -> NoReturn:
+    """Print `head: message` on stderr (the message verbatim, never read as markup) and exit with `code`."""
+    console.print(f"[red]{escape(head)}:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
 def params_of(path: Path, policy: str | None = None) -> Params:
     """The params file (exit 2 on a bad value), with `policies.<policy>` applied when one is named."""
     try:
         p = load_params(path)
         return p if policy is None else p.for_policy(policy)
     except ConfigError as err:
-        console.print(f"[red]error in {path}:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(str(err), head=f"error in {path}")
 
 
 def require(*inputs: Path) -> None:
@@ -32,8 +39,17 @@ def require(*inputs: Path) -> None:
     for path in inputs:
         if not Path(path).exists():
             how = paths.MADE_BY.get(Path(path))
-            console.print(f"[red]error:[/] {path} is missing" + (f": run `{how}` first" if how else ""))
-            raise typer.Exit(2)
+            fail(f"{path} is missing" + (f": run `{how}` first" if how else ""))
+
+
+def require_backend(p: Params) -> None:
+    """Exit 2 when `sim.backend` cannot run here (an optional extra missing, not implemented), before any fan-out."""
+    from octopus.sim.backends import BackendUnavailableError, make_backend
+    from octopus.sim.tasks import Suite
+    try:
+        make_backend(None, p, Suite([])).close()
+    except (BackendUnavailableError, NotImplementedError, ValueError) as err:
+        fail(f"sim.backend: {err}")
 
 
 def suite_of(p: Params, task_list: Path | None = None):
@@ -45,8 +61,7 @@ def suite_of(p: Params, task_list: Path | None = None):
             return load_suite(p.sim, p.tasks, lambda n, total: bar.update(job, completed=n, total=total),
                               str(task_list) if task_list else None)
     except (OSError, ValueError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(str(err))
 
 
 def task_of(p: Params, task_id: str):
@@ -54,8 +69,7 @@ def task_of(p: Params, task_id: str):
     try:
         return suite_of(p).get(task_id)
     except KeyError as err:
-        console.print(f"[red]error:[/] {err.args[0]}")
-        raise typer.Exit(2) from None
+        fail(str(err.args[0]))
 
 
 def print_report(report: dict, as_json: bool) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from octopus import paths
-from octopus.cli.common import PARAMS, console, params_of, print_report, suite_of, task_of
+from octopus.cli.common import PARAMS, fail, params_of, print_report, suite_of, task_of
 
 app = typer.Typer(help="The OctoGibson simulator by hand: run episodes, execute one response.",
                   no_args_is_help=True)
@@ -34,24 +34,21 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
     from octopus.sim.render import RenderError
     p = params_of(params)
     if agent not in agent_names():
-        console.print(f"[red]error:[/] unknown agent {agent!r}; known: {', '.join(agent_names())}")
-        raise typer.Exit(2)
+        fail(f"unknown agent {agent!r}; known: {', '.join(agent_names())}")
     from octopus.model.factory import ModelError
     kwargs = {"random": {"seed": seed}, "llm": {"params": p.collect.llm, "sim": p.sim, "seed": seed},
               "policy": {"model": model, "params": p}}
     try:
         bot = make_agent(agent, **kwargs.get(agent, {}))
     except ModelError as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(str(err))
     from octopus.agents import env_for
     suite = suite_of(p)  # builds (with progress) and caches the suite the backend loads
     try:
         env = env_for(bot, p, suite, views=save_views is not None)
         obs, info = env.reset(seed=seed, options={"task": task})
     except (ValueError, BackendUnavailableError, NotImplementedError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(str(err))
     out = Console()
     try:
         saved = _save_views(obs["views"], save_views, 0) if save_views else 0
@@ -69,11 +66,9 @@ def sim_run(task: str = typer.Argument(..., help="task id (see `octopus tasks li
             saved += _save_views(obs["views"], save_views, info["steps"]) if save_views else 0
             done = terminated or truncated
     except RenderError as err:
-        console.print(f"[red]error:[/] cannot render the views: {err}")
-        raise typer.Exit(2) from None
+        fail(f"cannot render the views: {err}")
     except TeacherError as err:
-        console.print(f"[red]error:[/] the {agent} agent cannot answer: {err}")
-        raise typer.Exit(2) from None
+        fail(f"the {agent} agent cannot answer: {err}")
     finally:
         env.close()
     out.rule()
@@ -104,8 +99,7 @@ def sim_step(task: str = typer.Argument(..., help="task id"),
     try:
         text = response_file.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        console.print(f"[red]error:[/] cannot read {response_file}: {err}")
-        raise typer.Exit(2) from None
+        fail(f"cannot read {response_file}: {err}")
     env = OctoGibsonEnv(params=p, suite=suite_of(p), views=False)
     try:
         task_of(p, task)  # exit 2 naming close matches
@@ -130,13 +124,15 @@ def sim_bench(as_json: bool = typer.Option(False, "--json", help="print the numb
     """Throughput on the evaluation suite on one core: symbolic steps/s, goal checks/s, observations/s."""
     from dataclasses import replace
 
-    from octopus.sim.bench import prepare, run_bench, run_render_bench, sandbox_bench, target_visibility
+    from octopus.sim.bench import (import_bench, prepare, run_bench, run_render_bench, sandbox_bench,
+                                   target_visibility)
     from octopus.sim.render import RenderError
     p = params_of(params)
     sim = p.sim if distractors is None else replace(p.sim, distractors=distractors)
     replays = prepare(suite_of(p).evaluation(), sim)
     report = run_bench(replays, repeats)
     report.update(sandbox_bench(replays, sim))
+    report.update(import_bench())
     if render:
         try:
             report.update(run_render_bench(replays, p.render, sim.seed, max(1, min(repeats, 3))))
@@ -144,6 +140,5 @@ def sim_bench(as_json: bool = typer.Option(False, "--json", help="print the numb
             report.update(targets_visible=vis["targets_visible"], targets=vis["targets"],
                           targets_missed=len(vis["targets_missed"]))
         except RenderError as err:
-            console.print(f"[red]error:[/] {err}")
-            raise typer.Exit(2) from None
+            fail(str(err))
     print_report(report, as_json)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from octopus import paths
-from octopus.cli.common import PARAMS, console, params_of, require
+from octopus.cli.common import PARAMS, console, fail, params_of, require, require_backend
 from octopus.files import write_json
 
 
@@ -20,20 +20,20 @@ def collect_cmd(progress: bool = typer.Option(True, help="show a progress bar"),
     Runs the Prefect flow `collect` (a task run per task-episode over `collect.runner.workers` workers).
     Interrupted runs resume: finished episodes are kept and never collected twice."""
     from octopus.data.collect import CollectError
-    from octopus.orchestration import OrchestrationError, ensure_prefect_api
+    from octopus.orchestration import OrchestrationError, check_runner, ensure_prefect_api
     from octopus.sim.render import RenderError
     p = params_of(params)
     require(paths.SUITE_TASKS)
+    require_backend(p)
     from octopus.data.flow import collect
     try:
+        check_runner(p.collect.runner, "collect.runner")
         ensure_prefect_api()  # one temporary server for this run and its workers when none is configured
         m = collect(str(params), show_progress=progress)
     except OrchestrationError as err:
-        console.print(f"[red]error in {params}:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(str(err), head=f"error in {params}")
     except (CollectError, RenderError, OSError) as err:
-        console.print(f"[red]collect failed:[/] {err}")
-        raise typer.Exit(1) from None
+        fail(str(err), 1, head="collect failed")
     console.print(f"collected {m['rows']} rows ({m['images']} images) from {m['episodes']} episodes of "
                   f"{m['tasks']} tasks with the {p.collect.teacher} teacher: {m['positive']} positive, "
                   f"{m['negative']} negative; {100 * m['episode_success_rate']:.0f}% of episodes solved; "
@@ -73,8 +73,7 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
     try:
         out = train_sft(p, paths.DATASET, out_dir, log=console.print, run_name=f"sft-{policy}")
     except (DatasetError, ModelError, SFTError, ValueError) as err:
-        console.print(f"[red]sft failed:[/] {err}")
-        raise typer.Exit(1) from None
+        fail(str(err), 1, head="sft failed")
     if not out["main"]:
         return
     m = out["metrics"]
@@ -94,27 +93,26 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     and the HTML rollout report reports/rollouts/index.html (views, code, errors of every episode)."""
     import shutil
 
-    from octopus.data.collect import CollectError, read_suite
     from octopus.evaluation.report import render_table
     from octopus.evaluation.stage import EvaluateError, check_agents, run_evaluate
-    from octopus.orchestration import OrchestrationError
+    from octopus.orchestration import OrchestrationError, check_runner
     from octopus.sim.render import RenderError
+    from octopus.sim.tasks_stage import SnapshotError, read_snapshot
     p = params_of(params)
     require(paths.SUITE_TASKS)
+    require_backend(p)
     try:
         check_agents(p)  # unknown rows, missing checkpoints: what to run first
-    except EvaluateError as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        check_runner(p.evaluate.runner, "evaluate.runner")
+    except (EvaluateError, OrchestrationError) as err:
+        fail(str(err))
     try:
-        tasks = read_suite(paths.SUITE_TASKS).evaluation()[:p.evaluate.max_tasks]
+        tasks = read_snapshot(paths.SUITE_TASKS).evaluation()[:p.evaluate.max_tasks]
         out = run_evaluate(p, tasks)  # its flow shares one Prefect API with the workers
     except OrchestrationError as err:
-        console.print(f"[red]error in {params}:[/] {err}")
-        raise typer.Exit(2) from None
-    except (EvaluateError, CollectError, RenderError, OSError, ValueError) as err:
-        console.print(f"[red]evaluate failed:[/] {err}")
-        raise typer.Exit(1) from None
+        fail(str(err), head=f"error in {params}")
+    except (EvaluateError, SnapshotError, RenderError, OSError, ValueError) as err:
+        fail(str(err), 1, head="evaluate failed")
     finally:
         shutil.rmtree(paths.EVAL_VIEWS, ignore_errors=True)  # copied into the HTML report
     typer.echo(render_table(out["results"]))

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from octopus.cli.common import PARAMS, console, params_of, suite_of
+from octopus.cli.common import PARAMS, console, fail, params_of, suite_of
 from octopus.files import write_json
 from octopus import paths
 
@@ -25,11 +25,9 @@ def tasks_list(split: Optional[str] = typer.Option(None, help="train | eval_seen
     """List the tasks of the suite (id, split, category, scene, instruction)."""
     from octopus.sim.tasks import CATEGORIES, SPLITS
     if split is not None and split not in SPLITS:
-        console.print(f"[red]error:[/] --split must be one of {', '.join(SPLITS)}")
-        raise typer.Exit(2)
+        fail(f"--split must be one of {', '.join(SPLITS)}")
     if category is not None and category not in CATEGORIES:
-        console.print(f"[red]error:[/] --category must be one of {', '.join(CATEGORIES)}")
-        raise typer.Exit(2)
+        fail(f"--category must be one of {', '.join(CATEGORIES)}")
     tasks = suite_of(params_of(params)).select(split, category)
     if as_json:
         for t in tasks:

@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,17 +28,17 @@ from octopus.config import Params
 from octopus.data import schema
 from octopus.files import replace_dir, sha256, write_json
 from octopus.sim.tasks import Suite, Task
+from octopus.sim.tasks_stage import SnapshotError, read_snapshot
 
 # collect settings that change how fast data is made, not what it is
 _RUNTIME_KNOBS = ("runner", "max_failed_episodes", "shard_rows")
 _LLM_DATA_KNOBS = ("model", "temperature", "max_tokens")  # the rest (endpoint, retries, prices) never changes replies
-#: the code that makes the data: the simulator, the texts, the teachers, trees and rows (relative to the
-#: package root; dvc.yaml's collect deps list the same). Orchestration and benchmarks are not in it: editing
-#: them never invalidates finished episodes.
-DATA_SOURCES = ("octopus/sim", "octopus/protocol", "octopus/agents/__init__.py", "octopus/agents/oracle.py",
-                "octopus/agents/mistakes.py", "octopus/agents/writing.py", "octopus/agents/llm.py",
-                "octopus/data/tree.py", "octopus/data/schema.py", "octopus/data/collect.py")
-DATA_SOURCES_EXCLUDE = ("octopus/sim/bench.py",)
+#: the code that makes the data: trees and rows, the teachers, and everything they import (the simulator, the
+#: texts), lazily imported modules included. Orchestration, params plumbing and file helpers are not in it
+#: (the params' values are hashed instead): editing them never invalidates finished episodes.
+DATA_ENTRIES = ("octopus.data.collect", "octopus.data.tree", "octopus.agents.oracle", "octopus.agents.llm")
+DATA_EXCLUDE = ("octopus.cli", "octopus.agents.learned", "octopus.model", "octopus.config", "octopus.paths",
+                "octopus.provenance", "octopus.files", "octopus.orchestration")
 
 
 class CollectError(RuntimeError):
@@ -63,15 +59,11 @@ class Job:
 
 
 def read_suite(path: str | Path) -> Suite:
-    """The task suite snapshot written by the tasks stage (`data/tasks/tasks.json`)."""
-    path = Path(path)
+    """The task suite snapshot written by the tasks stage (`data/tasks/tasks.json`); CollectError if unreadable."""
     try:
-        data = json.loads(path.read_text())
-        return Suite([Task(**t) for t in data["tasks"]], [tuple(e) for e in data.get("excluded", [])])
-    except FileNotFoundError:
-        raise CollectError(f"{path}: no task suite snapshot (run `dvc repro tasks`)") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise CollectError(f"{path}: not a task suite snapshot ({err})") from None
+        return read_snapshot(path)
+    except SnapshotError as err:
+        raise CollectError(str(err)) from None
 
 
 def episode_seed(seed: int, task_id: str, episode: int) -> int:
@@ -92,8 +84,8 @@ def plan_jobs(suite: Suite, params: Params) -> list[Job]:
 
 
 def source_digest() -> str:
-    """Hash of the Python sources that make the data (`DATA_SOURCES`)."""
-    return provenance.source_digest(DATA_SOURCES, DATA_SOURCES_EXCLUDE)
+    """Hash of the Python sources that make the data (`DATA_ENTRIES` and what they import)."""
+    return provenance.source_digest(provenance.module_closure(DATA_ENTRIES, DATA_EXCLUDE))
 
 
 def data_params(params: Params) -> dict:

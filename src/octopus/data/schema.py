@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from octopus.files import write_with
+from octopus.protocol.api import N_VIEWS
 
-N_VIEWS = 10
 
 # name -> (arrow type, HF feature dict, nullable, help)
 _COLUMNS: dict[str, tuple[pa.DataType, dict, bool, str]] = {

@@ -16,9 +16,7 @@ written to a temporary name and renamed; the HTML folder is built beside the old
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from html import escape
 from pathlib import Path
 from typing import Any

@@ -29,6 +29,7 @@ from octopus.evaluation.rows import PAPER, table_rows
 from octopus.orchestration import Call, fan_out
 from octopus.provenance import code_revision
 from octopus.sim.tasks import Task
+from octopus.sim.tasks_stage import read_snapshot
 
 class EvaluateError(RuntimeError):
     """The stage cannot run (unknown agent, missing checkpoint, no tasks)."""
@@ -95,8 +96,7 @@ def check_agents(params: Params) -> None:
 def evaluate(params: Params, task_ids: list[str], suite_path: str = str(paths.SUITE_TASKS),
              views_dir: str | None = None) -> dict[str, list[EpisodeRecord]]:
     """Every (agent, task, seed) episode on those tasks of the suite snapshot; crashed ones recorded as failures."""
-    from octopus.data.collect import read_suite
-    suite = read_suite(suite_path)
+    suite = read_snapshot(suite_path)
     try:
         tasks = [suite.get(i) for i in task_ids]
     except KeyError as err:

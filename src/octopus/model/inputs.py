@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from octopus.data.schema import N_VIEWS
+from octopus.protocol.api import N_VIEWS
 
 RESPONSE_MARK = "\nResponse:\n"   # between the instruction and the response, in training and at inference
 IGNORE = -100

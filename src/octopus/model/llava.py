@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from octopus.config import ModelParams
-from octopus.data.schema import N_VIEWS
+from octopus.protocol.api import N_VIEWS
 from octopus.model.factory import Family, ModelError, PolicyModel, register_family
 from octopus.model.hub import hub_error, resolve
 from octopus.model.inputs import IGNORE, RESPONSE_MARK, pad

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 # --------------------------------------------------------------------------- vocabulary
+#: What the agent sees each round: 8 egocentric views every 45 degrees, then two bird's-eye views (paper §3.1).
+VIEW_NAMES: tuple[str, ...] = (*(f"EGO-{45 * k}" for k in range(8)), "BEV-I", "BEV-II")
+N_VIEWS = len(VIEW_NAMES)
+
 #: Target States format1 state names -> BDDL unary predicates.
 UNARY_STATES: dict[str, str] = {
     "cookable": "cooked", "burnable": "burnt", "freezable": "frozen", "heatable": "hot",

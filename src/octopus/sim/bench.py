@@ -10,6 +10,8 @@ passes spent on observations asked for again without a change (it must be 0).
 targets_visible: of the objects the oracle's actions touch, the share that the egocentric views
 show (at least `min_pixels` pixels of segmentation at 224 px, scaled with the size) right before the
 action, i.e. once the robot stands at the right furniture.
+content_import_ms: a cold `import octopus.sim.content` in a fresh interpreter (best of 3): it must read
+no data until asked.
 sandbox_round_trip_ms: median wall time of one warm sandbox run of an oracle step's code (compile
 cached, worker running): the fixed cost every step pays for executing untrusted code in a process.
 """
@@ -183,3 +185,14 @@ def _act(step: list[tuple[str, tuple[str, ...]]]) -> str:
              for fn, args in step]
     return "\n".join(["def act(robot, env, camera):", *(f'    {a} = registry(env, "{a}")' for a in names),
                       *(f"    {c}\n    donothing(env)" for c in calls)])
+
+
+def import_bench(repeats: int = 3) -> dict:
+    """Best of `repeats` cold imports of the BEHAVIOR-1K content module (see the module docstring)."""
+    import subprocess
+    import sys
+    code = ("import time; import octopus.sim; t = time.perf_counter(); import octopus.sim.content; "
+            "print(time.perf_counter() - t)")
+    times = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+             for _ in range(repeats)]
+    return {"content_import_ms": round(1000 * min(times), 2)}

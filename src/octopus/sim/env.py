@@ -22,11 +22,11 @@ import numpy as np
 from gymnasium import spaces
 
 from octopus.config import Params, load_params
+from octopus.protocol.api import N_VIEWS
 from octopus.sim.backends import Backend, make_backend
 from octopus.sim.tasks import SPLITS, Suite
 
 ENV_ID = "octopus/OctoGibson-v0"
-N_VIEWS = 10
 #: Printable ASCII plus newline and tab: the alphabet of the text observation and of responses.
 CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n\t"
 TEXT_MAX = 8192
@@ -49,7 +49,7 @@ def sanitize(text: str, max_length: int = TEXT_MAX) -> str:
 class EnvSnapshot:
     """What `OctoGibsonEnv.snapshot()` returns: the backend's token and the env's own bookkeeping."""
 
-    episode: int
+    episode: object  # the identity of the reset it belongs to (unique across envs)
     backend: object
     progress: float
     done: bool
@@ -162,7 +162,7 @@ class OctoGibsonEnv(gym.Env[dict, str]):
         self._task_ids: list[str] | None = None
         self._progress = 0.0
         self._done: bool | None = None  # None: never reset
-        self._episode = 0  # resets so far: a snapshot belongs to one episode
+        self._episode: object = None  # a fresh identity per reset: a snapshot belongs to one episode of one env
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
@@ -181,7 +181,7 @@ class OctoGibsonEnv(gym.Env[dict, str]):
         self.backend.reset(task_id)
         self._progress = self.backend.progress
         self._done = False
-        self._episode += 1
+        self._episode = object()
         return self._observation(), self._info()
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
@@ -213,8 +213,9 @@ class OctoGibsonEnv(gym.Env[dict, str]):
         """Return to `snapshot` (taken in this episode); returns the observation and info of that state."""
         if not isinstance(snapshot, EnvSnapshot):
             raise TypeError(f"restore() takes what snapshot() returned, got {type(snapshot).__name__}")
-        if snapshot.episode != self._episode:
-            raise ValueError("this snapshot was taken in an earlier episode; reset() since makes it invalid")
+        if snapshot.episode is not self._episode:
+            raise ValueError("this snapshot was taken in another episode (an earlier one, or another env's): "
+                             "a snapshot restores only the episode it was taken in")
         self.backend.restore(snapshot.backend)
         self._progress, self._done = snapshot.progress, snapshot.done
         return self._observation(), self._info()

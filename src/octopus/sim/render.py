@@ -28,8 +28,9 @@ from octopus.config import RenderParams
 from octopus.files import write_atomic
 from octopus.sim.scene import GROUP_HIDDEN, GROUP_OBJECT, GROUP_ROBOT, build_scene
 from octopus.sim.world import World
+from octopus.protocol.api import VIEW_NAMES
 
-VIEWS: tuple[str, ...] = (*(f"EGO-{a}" for a in range(0, 360, 45)), "BEV-I", "BEV-II")
+VIEWS = VIEW_NAMES  # the fixed order of octopus.protocol.api
 BEV_FOV = 60.0
 COLS = 5
 INSTALL_HINT = ("install Mesa's offscreen OpenGL: `apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri` for EGL, "

@@ -94,6 +94,22 @@ def load_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], N
     return suite
 
 
+class SnapshotError(RuntimeError):
+    """The suite snapshot is missing or unreadable; the message says which file and what to run."""
+
+
+def read_snapshot(path: str | Path) -> Suite:
+    """The task suite snapshot written by the tasks stage (`data/tasks/tasks.json`)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return Suite([Task(**t) for t in data["tasks"]], [tuple(e) for e in data.get("excluded", [])])
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: no task suite snapshot (run `dvc repro tasks`)") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise SnapshotError(f"{path}: not a task suite snapshot ({err})") from None
+
+
 def write_suite(suite: Suite, path: Path, meta: dict | None = None) -> None:
     """Write atomically (temporary name, then rename)."""
     write_atomic(path, json.dumps({"meta": meta or {}, "tasks": [t.to_dict() for t in suite.tasks],

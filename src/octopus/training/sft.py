@@ -16,7 +16,6 @@ Two things differ from a stock SFTTrainer run, both for this model (DESIGN.md, t
 from __future__ import annotations
 
 import math
-import os
 import resource
 import shutil
 import sys

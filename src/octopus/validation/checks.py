@@ -14,7 +14,6 @@ are not checked row by row (their failures would only repeat the schema failure)
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import json
 import os

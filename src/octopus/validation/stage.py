@@ -18,8 +18,6 @@ the sandbox rejected is a legitimate negative row as long as it is recorded as n
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
