@@ -31,7 +31,7 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["render"]["size"] = 32
-    params["collect"].update(max_tasks=3, workers=1, runner="thread")
+    params["collect"].update(max_tasks=3, runner={"kind": "thread", "workers": 1})  # a partial block: retries kept
     params["model"].update(image_size=32, max_length=256, vocab_size=400, max_new_tokens=16)
     params["sft"].update(rows="all", epochs=1, val_fraction=0.34, report_to="none")
     params["policies"]["blind"]["model"]["max_length"] = 512
@@ -48,6 +48,7 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     _run(["git", "commit", "-qm", "init"], repo, env)
 
     _run([*dvc, "repro"], repo, env)
+    assert (repo / "data" / "tasks" / "tasks.json").is_file() and (repo / "reports" / "tasks.json").is_file()
     collect = json.loads((repo / "reports" / "collect.json").read_text())
     validate = json.loads((repo / "reports" / "validate.json").read_text())
     assert collect["episodes"] == 3 and collect["rows"] >= 3
@@ -60,6 +61,8 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     evaluate = json.loads((repo / "reports" / "evaluate.json").read_text())
     assert set(evaluate["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft"}
     assert evaluate["agents"]["oracle"]["all"]["task_completion"] == 1.0
+    head = _run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    assert evaluate["meta"]["git"]["commit"] == head  # provenance: the code revision that made the table
     manifest = (repo / "data" / "dataset" / "manifest.json").read_text()
 
     noop = _run([*dvc, "repro"], repo, env)  # nothing changed: every stage is skipped

@@ -379,16 +379,16 @@ def reference() -> str:
     return "\n".join(out)
 
 
-def _describe(cls: type, section: str, out: list[str]) -> None:
+def _describe(cls: type, section: str, out: list[str], default: Any = None) -> None:
     out += [f"## {section}", "", (cls.__doc__ or "").strip(), "", "| field | type | default | allowed | help |",
             "|---|---|---|---|---|"]
     nested = []
     hints = typing.get_type_hints(cls)
-    default = cls()
+    default = cls() if default is None else default  # a nested block shows its section's defaults
     for f in dataclasses.fields(cls):
         typ = hints[f.name]
         if dataclasses.is_dataclass(typ):
-            nested.append((typ, f"{section}.{f.name}"))
+            nested.append((typ, f"{section}.{f.name}", getattr(default, f.name)))
             out.append(f"| `{f.name}` | block | see `{section}.{f.name}` | | {f.metadata.get('help', '').replace('|', chr(92) + '|')} |")
             continue
         m = f.metadata
@@ -401,5 +401,5 @@ def _describe(cls: type, section: str, out: list[str]) -> None:
         cells = (f"`{f.name}`", name, f"`{getattr(default, f.name)!r}`", allowed, m.get("help", ""))
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     out.append("")
-    for typ, where in nested:
-        _describe(typ, where, out)
+    for typ, where, value in nested:
+        _describe(typ, where, out, value)

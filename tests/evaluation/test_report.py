@@ -95,3 +95,36 @@ def test_html_report_is_replaced_whole(tmp_path, records):
     assert not stale.exists() and (out["html"] / "index.html").is_file()
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
         "evaluate.json", "evaluate.md", "evaluate_plots.json", "rollouts"]
+
+
+def test_row_notes_are_listed_for_the_rows_in_the_table_only(tmp_path, records):
+    recs, views = records
+    results = {agent: summarize(rs, n_boot=100) for agent, rs in recs.items()}
+    md = tmp_path / "evaluate.md"
+    write_reports(results, tmp_path / "e.json", md, tmp_path / "p.json", tmp_path / "html", recs, views_dir=views,
+                  row_notes={"good": "the good one", "absent": "not evaluated", "evil": "x < y & <b>"})
+    text = md.read_text()
+    assert "Rows:\n\n- `good`: the good one\n- `evil`: x < y & <b>\n" in text and "absent" not in text
+    assert text.index("Rows:") > text.index(render_table(results))
+
+
+def test_the_papers_numbers_render_as_a_second_table(tmp_path, records):
+    from octopus.evaluation.rows import PAPER as TABLE_3
+    _, out = write(tmp_path, *records, paper=TABLE_3)
+    md = out["md"].read_text()
+    assert "| Octopus (SFT only) | 0.11 | 0.27 | 0.16 | 0.13 | 0.15 |" in md
+    assert "| GPT-4 | 0.42 | 0.46 | 0.49 | 0.27 | 0.43 |" in md
+
+
+def test_a_failed_html_build_keeps_the_previous_report(tmp_path, records, monkeypatch):
+    from octopus.evaluation import report
+    _, out = write(tmp_path, *records)
+    before = {p.relative_to(out["html"]): p.read_bytes() for p in out["html"].rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("index failed")
+    monkeypatch.setattr(report, "_index_html", broken)
+    with pytest.raises(RuntimeError, match="index failed"):
+        write(tmp_path, *records)
+    assert {p.relative_to(out["html"]): p.read_bytes() for p in out["html"].rglob("*") if p.is_file()} == before
+    assert not [p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".")]  # no temporary left

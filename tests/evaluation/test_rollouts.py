@@ -1,9 +1,11 @@
-"""Rollouts: the oracle succeeds, random and garbage agents fail with every step recorded, crashes are recorded."""
+"""Rollouts over OctoGibsonEnv: the oracle succeeds, random and garbage agents fail with every step recorded,
+crashes are recorded, each agent is shown what it reads, sheets are the views the agent saw."""
 
 import json
 from dataclasses import replace
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -38,14 +40,19 @@ def eval_tasks(suite):
 
 
 class Scripted:
-    """Answers with the oracle, then does `then` from step `after` on (raise, garbage, expose a grounding)."""
+    """Answers with the oracle, then does `then` from step `after` on (raise, garbage, expose a grounding).
 
-    def __init__(self, after: int, then: str) -> None:
+    Privileged like the oracle it wraps; keeps every (obs, info) it was shown."""
+
+    def __init__(self, after: int, then: str, reads: frozenset[str] = frozenset({"state"})) -> None:
         self.oracle, self.after, self.then, self.calls = make_agent("oracle"), after, then, 0
+        self.reads = reads | {"state"}
         self.last_grounding = None
+        self.shown: list[tuple[dict, dict]] = []
 
-    def respond(self, episode):
+    def respond(self, obs, info):
         self.calls += 1
+        self.shown.append((obs, info))
         if self.calls > self.after:
             if self.then == "raise":
                 raise RuntimeError("the model exploded")
@@ -53,7 +60,7 @@ class Scripted:
                 return "I think I will <script>dance</script> now."
         if self.then == "ground":
             self.last_grounding = SimpleNamespace(mapping={"apple": "apple_1"})
-        return self.oracle.respond(episode)
+        return self.oracle.respond(obs, info)
 
 
 def test_oracle_solves_evaluation_tasks(eval_tasks, params):
@@ -92,9 +99,17 @@ def test_agent_exception_is_recorded_not_raised(kitchen, params):
 def test_simulator_exception_is_recorded(kitchen, params, monkeypatch):
     def boom(self, text):
         raise ValueError("simulator broke")
-    monkeypatch.setattr(Episode, "step", boom)
+    monkeypatch.setattr(Episode, "step", boom)  # what the env's embedded backend steps
     r = rollout(make_agent("oracle"), kitchen, params, name="oracle")
-    assert r.crashed and "simulator broke" in r.error and not r.success and r.steps == []
+    assert r.crashed and "ValueError: simulator broke" in r.error and not r.success and r.steps == []
+
+
+def test_an_env_that_cannot_start_is_a_crashed_episode(kitchen, params):
+    """A task the suite cannot build (here: an object the scene lacks) fails the episode, not the caller."""
+    bad = replace(kitchen, id="broken_kitchen", goal=[["inside", "unicorn.n.01_1", "wicker_basket.n.01_1"]])
+    r = rollout(make_agent("oracle"), bad, params, name="oracle")
+    assert r.crashed and "unicorn.n.01_1" in r.error and not r.success and r.steps == []
+    assert r.task_id == "broken_kitchen" and r.steps_to_success is None
 
 
 def test_garbage_text_gives_failed_steps_with_parse_errors(kitchen, params):
@@ -107,7 +122,9 @@ def test_garbage_text_gives_failed_steps_with_parse_errors(kitchen, params):
 
 def test_long_responses_are_clipped(kitchen, params):
     class Verbose:
-        def respond(self, episode):
+        reads = frozenset({"text"})
+
+        def respond(self, obs, info):
             return "x" * 10_000
     r = rollout(Verbose(), kitchen, with_(params, max_steps=1))
     assert r.agent == "Verbose" and len(r.steps[0].response) < 4100
@@ -136,13 +153,55 @@ def test_large_views_are_downscaled(kitchen, params, tmp_path):
     assert Image.open(tmp_path / r.steps[0].views).width == SHEET_WIDTH
 
 
-def test_the_sheet_shows_the_views_the_agent_saw_without_rendering_again(kitchen, params, tmp_path, monkeypatch):
-    import numpy as np
+def test_the_sheet_shows_the_views_the_agent_saw(kitchen, params, tmp_path):
+    """Each step's sheet is made from obs["views"] the agent answered to: the state before the step."""
+    from octopus.evaluation.rollouts import _sheet
+    agent = Scripted(after=99, then="", reads=frozenset({"views"}))
+    r = rollout(agent, kitchen, with_(params, max_steps=2, size=32), views_dir=tmp_path / "v", name="policy")
+    assert r.error is None and len(r.steps) == len(agent.shown) == 2
+    first, second = (obs["views"] for obs, _ in agent.shown)
+    assert first.shape == (10, 32, 32, 3) and not np.array_equal(first, second)  # the first step moved the robot
+    for step, (obs, _) in zip(r.steps, agent.shown):
+        _sheet(obs["views"], tmp_path / "expected.png")
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "v" / step.views)),
+                              np.asarray(Image.open(tmp_path / "expected.png"))), step.step
 
+
+def test_an_agent_is_shown_what_it_reads_and_nothing_is_rendered_for_text_agents(kitchen, params, monkeypatch):
     from octopus.sim import render
+
+    def no_renderer(*args, **kwargs):
+        raise AssertionError("a text-only rollout built a renderer")
+    monkeypatch.setattr(render, "SceneRenderer", no_renderer)
     agent = Scripted(after=99, then="")
-    agent.last_views = np.full((10, 32, 32, 3), (200, 30, 40), dtype=np.uint8)  # what a policy agent exposes
-    monkeypatch.setattr(render, "SceneRenderer", None)  # a second renderer would fail
-    r = rollout(agent, kitchen, with_(params, max_steps=1, size=32), views_dir=tmp_path, name="policy")
-    sheet = np.asarray(Image.open(tmp_path / r.steps[0].views).convert("RGB"))
-    assert r.error is None and (np.abs(sheet.astype(int) - (200, 30, 40)).sum(-1) < 30).mean() > 0.5
+    r = rollout(agent, kitchen, with_(params, max_steps=1), name="oracle")
+    assert r.error is None and len(r.steps) == 1
+    obs, info = agent.shown[0]
+    assert set(obs) == {"text"} and "Task Goal: put an apple in the basket" in obs["text"]
+    assert "Observed Objects" not in obs["text"] and "Observed Objects:" in info["message"]
+    state = info["state"]  # privileged: the true state of this very episode
+    assert state.task.id == "rollout_kitchen" and state.steps == 0 and state.max_steps == 1
+    assert "apple_1" in info["objects"] and all(isinstance(d, float) for d in info["objects"].values())
+
+
+def test_an_unprivileged_agent_gets_no_true_state(kitchen, params):
+    seen = []
+
+    class Blind:
+        reads = frozenset({"message"})
+
+        def respond(self, obs, info):
+            seen.append(info)
+            return "no idea"
+    r = rollout(Blind(), kitchen, with_(params, max_steps=1), name="blind")
+    assert not r.crashed and len(r.steps) == 1 and "state" not in seen[0] and "Observed Objects:" in seen[0]["message"]
+
+
+def test_an_agent_reading_an_unknown_part_is_a_crashed_episode(kitchen, params):
+    class Greedy:
+        reads = frozenset({"views", "thoughts"})
+
+        def respond(self, obs, info):
+            raise AssertionError("never asked")
+    r = rollout(Greedy(), kitchen, params, name="greedy")
+    assert r.crashed and "unknown part(s) ['thoughts']" in r.error and r.steps == []

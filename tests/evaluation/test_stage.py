@@ -1,9 +1,11 @@
-"""The evaluate stage end to end: the CLI on a few tasks, crashed episodes recorded, bad settings rejected."""
+"""The evaluate stage: the CLI end to end on a few tasks, crashed episodes recorded, bad settings rejected, and
+the rows registry (fixed rows, one row per policy and checkpoint stage)."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from dataclasses import replace
@@ -22,9 +24,10 @@ def project(tmp_path, suite, monkeypatch):
     write_suite(suite, tmp_path / "data" / "tasks" / "tasks.json")
     monkeypatch.chdir(tmp_path)
 
-    def write(**evaluate) -> Path:
+    def write(runner: dict | None = None, **evaluate) -> Path:
         raw = {"render": {"size": 32}, "model": TINY_MODEL,
-               "evaluate": {"max_tasks": 3, "seeds": 2, "workers": 1, "runner": "thread", **evaluate}}
+               "evaluate": {"max_tasks": 3, "seeds": 2, "runner": {"kind": "thread", "workers": 1, **(runner or {})},
+                            **evaluate}}
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
         return tmp_path
     return write
@@ -79,6 +82,7 @@ def test_missing_checkpoint_and_unknown_agents_are_clear_errors(project):
         run_evaluate(load_params(project(agents=["tiny_sft"]) / "params.yaml"), [])
 
 
+@pytest.mark.slow
 def test_tasks_are_named_by_id_and_must_be_in_the_suite_snapshot(project, suite, prefect_api):
     """The flow's parameters are task ids (small, readable in the Prefect UI); an id the snapshot lacks is an error."""
     from octopus.config import load_params
@@ -89,18 +93,91 @@ def test_tasks_are_named_by_id_and_must_be_in_the_suite_snapshot(project, suite,
         run_evaluate(p, [stray])
 
 
+@pytest.mark.slow
 def test_an_episode_that_keeps_crashing_is_recorded_as_a_failure(project, suite, monkeypatch, prefect_api):
     from octopus.config import load_params
-    from octopus.evaluation import stage
+    from octopus.evaluation import rows, stage
 
     def boom(p, seed):
         raise RuntimeError("simulated worker crash")
-    boom.samples = lambda p: False
-    monkeypatch.setitem(stage.AGENT_ROWS, "boom", boom)
-    p = load_params(project(agents=["boom", "oracle"], task_retries=0, save_views=False) / "params.yaml")
+    monkeypatch.setitem(rows._FIXED, "boom", rows.Row("boom", boom, lambda p: False, "always crashes"))
+    p = load_params(project(agents=["boom", "oracle"], runner={"task_retries": 0}, save_views=False) / "params.yaml")
+    assert p.evaluate.runner.task_retries == 0 and p.evaluate.runner.kind == "thread"
     tasks = suite.evaluation()[:2]
-    out = stage.run_evaluate(replace(p, evaluate=replace(p.evaluate, agents=["boom", "oracle"])), tasks)
+    out = stage.run_evaluate(p, tasks)
     crashed = out["records"]["boom"]
     assert len(crashed) == 2 and all(r.crashed and not r.success for r in crashed)
-    assert "simulated worker crash" in crashed[0].error
-    assert out["results"]["boom"]["all"]["crashed"] == 2 and out["results"]["oracle"]["all"]["task_completion"]["mean"] == 1.0
+    assert {r.task_id for r in crashed} == {t.id for t in tasks} and "simulated worker crash" in crashed[0].error
+    assert out["results"]["boom"]["all"]["crashed"] == 2
+    assert out["results"]["oracle"]["all"]["task_completion"]["mean"] == 1.0
+    assert "always crashes" in Path("reports/evaluate.md").read_text()  # the row's note under the table
+
+
+# ---------------------------------------------------------------------- the rows registry
+def test_the_table_has_the_fixed_rows_and_one_row_per_policy_and_checkpoint_stage():
+    from octopus.config import Params
+    from octopus.evaluation.rows import PAPER, table_rows
+    p = Params()
+    rows = table_rows(p)
+    assert list(rows) == ["random", "oracle", "llm", "octopus_sft", "blind_sft"]
+    assert all(name == r.name for name, r in rows.items())
+    assert rows["octopus_sft"].checkpoint == Path("models/sft/octopus") and rows["octopus_sft"].stage == "sft@octopus"
+    assert rows["blind_sft"].checkpoint == Path("models/sft/blind") and "LLaMA GT (O+R)" in rows["blind_sft"].note
+    assert all(rows[n].checkpoint is None and rows[n].stage is None for n in ("random", "oracle", "llm"))
+    # several seeds only for agents that sample
+    assert rows["random"].samples(p) and not rows["oracle"].samples(p) and not rows["octopus_sft"].samples(p)
+    assert rows["llm"].samples(p) == (p.collect.llm.temperature > 0)
+    hot = replace(p, policies={**p.policies, "octopus": {"model": {"temperature": 0.8}}})
+    assert table_rows(hot)["octopus_sft"].samples(hot) and not table_rows(hot)["blind_sft"].samples(hot)
+    assert set(table_rows(replace(p, policies={"tiny": {}}))) == {"random", "oracle", "llm", "tiny_sft"}
+    assert PAPER["Octopus (SFT only)"]["Total"] == 0.15 and PAPER["GPT-4"]["Seen Env"] == 0.42
+
+
+def test_a_new_checkpoint_stage_adds_a_row_per_policy(monkeypatch):
+    from octopus.config import Params
+    from octopus.evaluation import rows
+    from octopus.evaluation.stage import EvaluateError, check_agents
+    monkeypatch.setattr(rows, "_STAGES", dict(rows._STAGES))  # registered for this test only
+    rows.register_checkpoint_stage("rlef", lambda name: Path("models") / "rlef" / name, {"octopus": "SFT + RLEF"})
+    p = Params()
+    table = rows.table_rows(p)
+    assert {"octopus_rlef", "blind_rlef"} <= set(table)
+    assert table["octopus_rlef"].checkpoint == Path("models/rlef/octopus") and table["octopus_rlef"].note == "SFT + RLEF"
+    assert table["blind_rlef"].note == "policies.blind trained by rlef@blind"
+    with pytest.raises(EvaluateError, match=r"octopus_rlef needs the checkpoint models/rlef/octopus "
+                                            r"\(run `dvc repro rlef@octopus`\)"):
+        check_agents(replace(p, evaluate=replace(p.evaluate, agents=["oracle", "octopus_rlef"])))
+
+
+def test_register_row_adds_a_fixed_row_that_builds_its_agent(monkeypatch):
+    from octopus.config import Params
+    from octopus.evaluation import rows
+    from octopus.evaluation.stage import check_agents
+    monkeypatch.setattr(rows, "_FIXED", dict(rows._FIXED))
+    row = rows.register_row(rows.Row("planner", lambda p, seed: ("agent", seed), lambda p: False, "a planner"))
+    p = Params()
+    assert rows.table_rows(p)["planner"] is row and row.make(p, 4) == ("agent", 4)
+    check_agents(replace(p, evaluate=replace(p.evaluate, agents=["planner", "oracle"])))  # known now: no error
+    oracle = rows.table_rows(p)["oracle"].make(p, 0)
+    assert type(oracle).__name__ == "OracleAgent" and oracle.reads == {"state"}
+    assert rows.table_rows(p)["random"].make(p, 7).rng.random() == random.Random(7).random()
+
+
+def test_a_policy_row_is_loaded_once_per_worker_and_reseeded(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from octopus.config import Params
+    from octopus.evaluation import rows, stage
+    made = []
+
+    def make(p, seed):
+        made.append(seed)
+        return SimpleNamespace(policy=SimpleNamespace(generator_seed=seed))
+    monkeypatch.setattr(stage, "_policies", {})
+    monkeypatch.setitem(rows._FIXED, "ckpt", rows.Row("ckpt", make, lambda p: True, checkpoint=tmp_path))
+    monkeypatch.setitem(rows._FIXED, "cheap", rows.Row("cheap", make, lambda p: True))
+    p = Params()
+    first = stage._agent("ckpt", 0, p)
+    again = stage._agent("ckpt", 3, p)
+    assert again is first and made == [0] and again.policy.generator_seed == 3
+    assert stage._agent("cheap", 1, p) is not stage._agent("cheap", 1, p) and made == [0, 1, 1]

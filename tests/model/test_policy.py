@@ -1,6 +1,9 @@
-"""The policy interface: one-line loading, batched generation equal to one at a time, grounded names."""
+"""The policy interface: one-line loading, batched generation equal to one at a time, grounded names; the policy
+agent reads what the env shows it (views + text, or the full message for a blind policy)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
@@ -36,35 +39,88 @@ def test_object_maps_must_match_observations(tiny):
         Policy(tiny, max_new_tokens=4).respond_batch([{"text": prompt(), "views": views(0)}], [{}, {}])
 
 
+def _small(params):
+    return replace(params, render=replace(params.render, size=32))
+
+
+class Spy:
+    """Wraps a Policy's respond to keep what the agent passed it."""
+
+    def __init__(self, policy) -> None:
+        self.policy, self.calls = policy, []
+
+    def __call__(self, seen, objects=None):
+        self.calls.append((seen, objects))
+        return type(self.policy).respond(self.policy, seen, objects)
+
+
 def test_policy_agent_acts_in_a_real_episode(tiny, suite, params, tmp_path):
-    from octopus.agents import make_agent
-    from octopus.sim.episode import Episode
+    from octopus.agents import env_for, make_agent
+    from octopus.agents.learned import PolicyAgent
+    from octopus.sim.tasks import Suite
     tiny.save(tmp_path / "p")
-    task = suite.evaluation()[0]
-    agent = make_agent("policy", model=tmp_path / "p", params=params)
-    episode = Episode(task, params.sim)
+    task, p = suite.evaluation()[0], _small(params)
+    agent = make_agent("policy", model=tmp_path / "p", params=p)
+    assert isinstance(agent, PolicyAgent) and agent.reads == {"views", "text", "objects"}
+    spy = Spy(agent.policy)
+    agent.policy.respond = spy
+    env = env_for(agent, p, Suite([task]))
     try:
-        text = agent.respond(episode)
-        result = episode.step(text)  # whatever an untrained model writes is a failed step, never a crash
-        assert result.step == 1 and not result.task_success
-        obs = agent.observation(episode)
-        assert obs["views"].shape == (10, params.render.size, params.render.size, 3)
-        assert "Task Goal:" in obs["text"] and "Observed Objects" not in obs["text"]
+        assert env.views and not env.privileged  # the agent reads views; it gets no true state
+        obs, info = env.reset(options={"task": task.id})
+        assert obs["views"].shape == (10, 32, 32, 3) and "state" not in info
+        text = agent.respond(obs, info)
+        (seen, objects), = spy.calls
+        assert set(seen) == {"views", "text"} and seen["views"] is obs["views"] and seen["text"] == obs["text"]
+        assert "Task Goal:" in seen["text"] and "Observed Objects" not in seen["text"]
+        assert objects == info["objects"] and agent.last_grounding is agent.policy.last_groundings[0]
+        assert agent.last_grounding is not None and agent.last_grounding.text == text
+        assert set(agent.last_grounding.mapping.values()) <= set(info["objects"])  # names grounded to the scene
+        _, _, terminated, _, info = env.step(text)  # whatever an untrained model writes is a failed step, never a crash
+        assert info["steps"] == 1 and not terminated and not info["task_success"]
     finally:
-        agent.close()
+        env.close()
 
 
-def test_a_blind_policy_agent_reads_the_ground_truth_observations_and_renders_nothing(suite, params, tmp_path):
+def test_an_ungrounded_policy_agent_does_not_read_the_objects(tiny, params, tmp_path):
     from octopus.agents import make_agent
+    tiny.save(tmp_path / "p")
+    agent = make_agent("policy", model=tmp_path / "p", params=params, ground=False)
+    assert agent.reads == {"views", "text"}
+    spy = Spy(agent.policy)
+    agent.policy.respond = spy
+    agent.respond({"views": views(0), "text": prompt()}, {"objects": {"apple_1": 1.0}})
+    assert spy.calls[0][1] is None and agent.last_grounding is None
+
+
+def test_a_blind_policy_agent_reads_the_ground_truth_observations_and_renders_nothing(suite, params, tmp_path,
+                                                                                       monkeypatch):
+    from octopus.agents import env_for, make_agent
     from octopus.config import ModelParams
     from octopus.model.factory import build_model
-    from octopus.sim.episode import Episode
+    from octopus.sim import render
+    from octopus.sim.tasks import Suite
     from tests.helpers import TEXTS
+
+    def no_renderer(*args, **kwargs):
+        raise AssertionError("a blind policy's episode built a renderer")
+    monkeypatch.setattr(render, "SceneRenderer", no_renderer)
     build_model(ModelParams(family="text", max_length=256, vocab_size=400), TEXTS * 4, seed=0).save(tmp_path / "b")
     agent = make_agent("policy", model=tmp_path / "b", params=params)
-    episode = Episode(suite.evaluation()[0], params.sim)
-    obs = agent.observation(episode)
-    assert set(obs) == {"message"} and obs["message"] == episode.message(with_observations=True).render()
-    assert "Observed Objects:" in obs["message"] and "Task Goal:" in obs["message"]
-    result = episode.step(agent.respond(episode))
-    assert result.step == 1 and agent._renderer is None
+    assert agent.reads == {"message", "objects"}
+    spy = Spy(agent.policy)
+    agent.policy.respond = spy
+    task = suite.evaluation()[0]
+    env = env_for(agent, params, Suite([task]))
+    try:
+        assert not env.views and not env.privileged
+        obs, info = env.reset(options={"task": task.id})
+        assert set(obs) == {"text"}
+        text = agent.respond(obs, info)
+        (seen, objects), = spy.calls
+        assert seen == {"message": info["message"]} and objects == info["objects"]
+        assert "Observed Objects:" in seen["message"] and "Task Goal:" in seen["message"]
+        _, _, _, _, info = env.step(text)
+        assert info["steps"] == 1 and not info["task_success"]
+    finally:
+        env.close()

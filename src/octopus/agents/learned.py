@@ -28,11 +28,9 @@ class PolicyAgent:
                                                        temperature=m.temperature, batch_size=m.batch_size)
         self.ground = ground
         self.last_grounding = None
-        parts = {"views", "text"} if self.policy.pm.family.reads_views else {"message"}
-        self.reads = frozenset(parts | ({"objects"} if ground else set()))
+        self.reads = self.policy.reads | ({"objects"} if ground else frozenset())
 
     def respond(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
-        seen = {"views": obs["views"], "text": obs["text"]} if "views" in self.reads else {"message": info["message"]}
-        text = self.policy.respond(seen, info["objects"] if self.ground else None)
+        text = self.policy.respond(self.policy.observe(obs, info), info["objects"] if self.ground else None)
         self.last_grounding = self.policy.last_groundings[0]
         return text

@@ -5,6 +5,7 @@
     texts = policy.respond_batch([obs1, obs2, ...])          # batched generate() calls, KV cache on
     g = policy.respond(obs, objects={"rag_1": 0.8, ...})     # ... with names grounded (see postprocess)
     blind.respond({"message": info["message"]})              # a blind (text family) policy reads the full message
+    text = policy.respond(policy.observe(obs, info))         # either kind, from an env step's (obs, info)
 
 Generation is greedy by default (`temperature` > 0 samples), stops at the end-of-sequence token, and
 reuses the image features and the KV cache across decoding steps. With `objects` (every scene
@@ -38,7 +39,25 @@ class Policy:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> "Policy":
-        return cls(load_model(path), **kwargs)
+        """Load a checkpoint; generation settings not given default to the ones it was trained with
+        (`model.max_new_tokens`, `temperature`, `batch_size` saved by the sft stage), else the class's."""
+        pm = load_model(path)
+        saved = (pm.meta.get("params") or {}).get("model") or {}
+        for key in ("max_new_tokens", "temperature", "batch_size"):
+            if key in saved:
+                kwargs.setdefault(key, saved[key])
+        return cls(pm, **kwargs)
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """What it reads of the env's (obs, info): the views and text, or (a blind policy) the full message."""
+        return frozenset({"views", "text"} if self.pm.family.reads_views else {"message"})
+
+    def observe(self, obs: Mapping, info: Mapping) -> dict:
+        """The part of an env step's (obs, info) this policy reads, for `respond`."""
+        if self.pm.family.reads_views:
+            return {"views": obs["views"], "text": obs["text"]}
+        return {"message": info["message"]}
 
     @property
     def device(self) -> torch.device:
