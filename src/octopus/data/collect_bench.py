@@ -1,4 +1,4 @@
-"""Benchmarks of the collect stage (`octopus data bench`; numbers, not tests).
+"""Benchmarks of the collect stage (`octopus bench collect`; numbers, not tests).
 
 steps_per_min[w]: tree nodes (steps, rendering and PNG encoding included) per minute with the oracle
     teacher over the Prefect fan-out with `w` worker processes, wall clock from submission (pool

@@ -2,7 +2,7 @@
 
 It never sees the views. It reads the full environment message instead, with the ground-truth
 Observed Objects and Observed Relations that the vision policies must perceive themselves (the
-dataset's `message` column in training, `Episode.message(with_observations=True)` when it acts),
+dataset's `message` column in training, the env's `info["message"]` when it acts),
 and answers in the same four-section format. The same sft stage trains it on the same steps.
 
 Presets:

@@ -1,4 +1,4 @@
-"""Throughput of the symbolic simulator on the evaluation suite (`octopus sim bench`).
+"""Throughput of the symbolic simulator on the evaluation suite (`octopus bench sim`).
 
 symbolic_steps_per_s: one agent function executed, the relations it affects derived from geometry,
 and the task's BDDL goal checked, replaying the oracle's plans from each task's initial state.

@@ -1,4 +1,4 @@
-"""Benchmarks of the sft stage and the policy (`octopus model bench`; numbers, not tests).
+"""Benchmarks of the sft stage and the policy (`octopus bench sft`; numbers, not tests).
 
 train[name]: samples/s and tokens/s of `steps` optimizer steps on the same model init, data and
     collator, for

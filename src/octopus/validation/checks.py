@@ -337,6 +337,6 @@ def unseen_scenes(params: Params, splits: dict[str, str], scenes: dict[str, str]
 
 
 def parsed_share(rows: pd.DataFrame) -> float | None:
-    """Share of rows whose response parsed (reported, not enforced: see suite.py)."""
+    """Share of rows whose response parsed (reported, not enforced: see stage.py)."""
     return float(rows["parsed"].astype(bool).mean()) if len(rows) else None
 
