@@ -20,6 +20,7 @@ import dataclasses
 
 import gymnasium as gym
 
+from octopus import paths
 from octopus.config import load_params
 from octopus.model.policy import Policy
 from octopus.sim.render import contact_sheet, save_png
@@ -28,10 +29,10 @@ from octopus.sim.tasks_stage import read_snapshot
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="models/sft/octopus", help="checkpoint directory (the sft stage's)")
+    ap.add_argument("--model", default=str(paths.sft_model("octopus")), help="checkpoint directory (the sft stage's)")
     ap.add_argument("--policy", default="octopus", help="entry of `policies` whose model settings apply")
     ap.add_argument("--task", help="task id (default: the first eval_seen task of the suite)")
-    ap.add_argument("--suite", default="data/tasks/tasks.json", help="task suite snapshot (the tasks stage's)")
+    ap.add_argument("--suite", default=str(paths.SUITE_TASKS), help="task suite snapshot (the tasks stage's)")
     ap.add_argument("--params", default="params.yaml", help="params file (missing: the defaults)")
     ap.add_argument("--max-steps", type=int, help="responses before the episode is cut off (default: sim.max_steps)")
     ap.add_argument("--views", help="save the first observation's 10 views as a contact sheet PNG here")

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 
+from octopus import paths
 from octopus.config import load_params
 from octopus.data import builders, schema
 from octopus.model.policy import Policy
@@ -27,8 +28,8 @@ from octopus.training.sft import train_sft
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", default="data/dataset", help="directory of Parquet shards (the collect stage's)")
-    ap.add_argument("--out", default="models/finetuned", help="where the checkpoint is saved (replaced)")
+    ap.add_argument("--dataset", default=str(paths.DATASET), help="directory of Parquet shards (the collect stage's)")
+    ap.add_argument("--out", default=str(paths.MODELS / "finetuned"), help="where the checkpoint is saved (replaced)")
     ap.add_argument("--params", default="params.yaml", help="params file (missing: the defaults)")
     ap.add_argument("--policy", default="octopus", help="entry of `policies` whose model/sft overrides apply")
     ap.add_argument("--epochs", type=float, help="passes over the training steps (default: sft.epochs)")

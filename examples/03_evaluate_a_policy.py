@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from octopus import paths
 from octopus.agents import make_agent
 from octopus.config import load_params
 from octopus.evaluation.metrics import summarize
@@ -29,13 +30,13 @@ from octopus.sim.tasks_stage import read_snapshot
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="models/sft/octopus", help="checkpoint directory (the sft stage's)")
+    ap.add_argument("--model", default=str(paths.sft_model("octopus")), help="checkpoint directory (the sft stage's)")
     ap.add_argument("--policy", default="octopus", help="entry of `policies` whose model settings apply")
     ap.add_argument("--tasks", type=int, default=3, help="first N evaluation tasks (eval_seen, then eval_unseen)")
-    ap.add_argument("--suite", default="data/tasks/tasks.json", help="task suite snapshot (the tasks stage's)")
+    ap.add_argument("--suite", default=str(paths.SUITE_TASKS), help="task suite snapshot (the tasks stage's)")
     ap.add_argument("--params", default="params.yaml", help="params file (missing: the defaults)")
     ap.add_argument("--max-steps", type=int, help="responses per episode (default: sim.max_steps)")
-    ap.add_argument("--out", default="reports/example-eval", help="output folder (its rollouts/ is replaced)")
+    ap.add_argument("--out", default=str(paths.REPORTS / "example-eval"), help="output folder (its rollouts/ is replaced)")
     ap.add_argument("--no-views", action="store_true", help="do not save the views of each step")
     args = ap.parse_args()
 
