@@ -1,4 +1,4 @@
-"""`octopus tasks list | check | export`: the task suite (what data.dvc pins and the tasks stage writes)."""
+"""`octopus tasks list | check | export | procedural`: the task suite (what data.dvc pins and the tasks stage writes)."""
 
 from __future__ import annotations
 
@@ -103,3 +103,35 @@ def tasks_export(out: Path = typer.Argument(paths.SUITE, help="directory to writ
         (problems / f"{t.id}.bddl").write_text(t.problem() + "\n")
     write_json(metrics, counts)
     console.print(f"wrote {len(suite.tasks)} tasks to {out} ({counts})")
+
+
+@app.command("procedural")
+def tasks_procedural(n: int = typer.Option(50, help="how many procedural training tasks to generate and prove"),
+                     seed: int = typer.Option(0, help="generator seed (the same seed gives the same tasks)"),
+                     out: Optional[Path] = typer.Option(None, help="also write them as a JSON list of tasks here"),
+                     as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table"),
+                     params: Path = PARAMS) -> None:
+    """Generate procedural training tasks over the train split's scenes, each proven by the planner (a preview:
+    the tasks stage does not add them yet)."""
+    from octopus.sim.procedural import procedural_tasks
+    from octopus.sim.tasks_stage import prove
+    p = params_of(params)
+    suite = suite_of(p)
+    t0 = time.perf_counter()
+    tasks = procedural_tasks(suite.tasks, n, p.sim, seed, prove)
+    took = time.perf_counter() - t0
+    if out is not None:
+        write_json(out, [t.to_dict() for t in tasks])
+    if as_json:
+        for t in tasks:
+            print(json.dumps({"id": t.id, "category": t.category, "scene": t.scene, "instruction": t.instruction,
+                              "goal": t.goal, "plan_steps": t.plan_steps}))
+    else:
+        table = Table("id", "category", "scene", "steps", "instruction")
+        for t in tasks:
+            table.add_row(t.id, t.category, t.scene, str(t.plan_steps), t.instruction)
+        Console().print(table)
+    console.print(f"{len(tasks)} procedural tasks proven in {took:.1f} s "
+                  f"({sum(t.category == 'reason' for t in tasks)} reason, "
+                  f"{sum(len(t.goal) > 1 for t in tasks)} with two goals)")
+    raise typer.Exit(0 if len(tasks) == n else 1)
