@@ -61,6 +61,8 @@ class TasksParams:
     eval_unseen: int = _f(15, "evaluation tasks from unseen scenes", lo=0)
     eval_reason: int = _f(15, "reason tasks in the evaluation suite", lo=0)
     behavior_extra: int = _f(200, "extra follow tasks derived from BEHAVIOR-1K activity goals", lo=0)
+    procedural: int = _f(0, "procedural train tasks: new goals over the train scenes' objects, each proven by the "
+                            "planner (octopus.sim.procedural)", lo=0)
 
 
 @dataclass(frozen=True)

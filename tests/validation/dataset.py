@@ -21,7 +21,14 @@ SIZE = 32
 SUITE = [  # (id, split, scene)
     ("set_table", "train", "scene_a"), ("grab_apple", "train", "scene_a"), ("cook_bacon", "train", "scene_b"),
     ("eval_seen_task", "eval_seen", "scene_a"), ("eval_unseen_task", "eval_unseen", "scene_u"),
+    ("procedural_ok", "train", "scene_a"), ("procedural_on_eval_activity", "train", "scene_a"),
+    ("procedural_eval_goal", "train", "scene_b"),
 ]
+#: activity and goal of each task (procedural ones are checked for evaluation content)
+_ACTIVITY = {"eval_seen_task": "serve_dinner", "procedural_on_eval_activity": "serve_dinner"}
+_GOAL = {"eval_seen_task": [["ontop", "plate.n.04_1", "table.n.02_1"]],
+         "procedural_eval_goal": [["ontop", "plate.n.04_1", "table.n.02_1"]],
+         "procedural_ok": [["open", "cabinet.n.01_1"]]}
 UNSEEN_PARAM = "scene_x"  # in params.tasks.unseen_scenes; scene_u is unseen through its eval_unseen task
 
 
@@ -31,7 +38,9 @@ def make_params(size: int = SIZE, min_rows: int = 1, image_sample: int = 0) -> P
 
 
 def write_suite(path: Path) -> Path:
-    tasks = [{"id": i, "split": s, "scene": sc, "category": "follow", "instruction": f"do {i}"} for i, s, sc in SUITE]
+    tasks = [{"id": i, "split": s, "scene": sc, "category": "follow", "instruction": f"do {i}",
+              "activity": _ACTIVITY.get(i, i), "goal": _GOAL.get(i, [["open", f"{i}.n.01_1"]]),
+              "source": "procedural" if i.startswith("procedural") else "octogibson"} for i, s, sc in SUITE]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": {}, "tasks": tasks}))
     return path

@@ -49,7 +49,7 @@ def test_stage_writes_metrics_and_replaces_docs(tmp_path, base_shards, suite_tas
     assert metrics["expectations"] == len(EXPECTATIONS) - 2  # no manifest: its two checks are not run
     assert not (tmp_path / "docs" / "stale.html").exists() and (tmp_path / "docs" / "index.html").exists()
     assert not list(tmp_path.glob(".*tmp"))
-    assert "all 20 expectations passed" in capsys.readouterr().err
+    assert "all 21 expectations passed" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- row-level breaks
@@ -150,6 +150,16 @@ def _eval_task(s):
 def _unknown_task(s):
     for r in s[1]:
         r["task_id"] = "not_a_task"
+
+
+@pytest.mark.parametrize("task, leaks", [("procedural_ok", False), ("procedural_on_eval_activity", True),
+                                         ("procedural_eval_goal", True)])
+def test_procedural_tasks_with_evaluation_content_fail(tmp_path, base_shards, suite_tasks, vparams, task, leaks):
+    shards = ds.copy_shards(base_shards)
+    for r in shards[1]:
+        r["task_id"] = task
+    code, metrics = _run(tmp_path, shards, suite_tasks, vparams)
+    assert (code, metrics["failed"]) == ((1, ["split.procedural_leakage"]) if leaks else (0, []))
 
 
 def _split_column(s):

@@ -95,7 +95,8 @@ def tasks_export(out: Path = typer.Argument(paths.SUITE, help="directory to writ
     suite = suite_of(params_of(params), task_list)
     counts = {"tasks": len(suite.tasks), "excluded": len(suite.excluded),
               **{s: len(suite.select(s)) for s in ("train", "eval_seen", "eval_unseen")},
-              **{c: len(suite.select(None, c)) for c in ("follow", "reason")}}
+              **{c: len(suite.select(None, c)) for c in ("follow", "reason")},
+              "procedural": sum(t.source == "procedural" for t in suite.tasks)}
     write_suite(suite, out / "tasks.json", counts)
     problems = out / "problems"
     problems.mkdir(parents=True, exist_ok=True)
@@ -111,8 +112,8 @@ def tasks_procedural(n: int = typer.Option(50, help="how many procedural trainin
                      out: Optional[Path] = typer.Option(None, help="also write them as a JSON list of tasks here"),
                      as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table"),
                      params: Path = PARAMS) -> None:
-    """Generate procedural training tasks over the train split's scenes, each proven by the planner (a preview:
-    the tasks stage does not add them yet)."""
+    """Generate procedural training tasks over the train split's scenes, each proven by the planner (a preview;
+    the tasks stage adds `tasks.procedural` of them with `tasks.seed`)."""
     from octopus.sim.procedural import procedural_tasks
     from octopus.sim.tasks_stage import prove
     p = params_of(params)

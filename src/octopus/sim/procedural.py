@@ -92,7 +92,8 @@ def procedural_tasks(tasks: list[Task], n: int, sim: SimParams, seed: int,
     evaluation = [t for t in tasks if t.split != "train"]
     banned_activities = {t.activity for t in evaluation}
     banned_goals = {_key(t.goal) for t in evaluation}
-    bases = sorted((t for t in tasks if t.split == "train" and t.activity not in banned_activities), key=lambda t: t.id)
+    bases = sorted((t for t in tasks if t.split == "train" and t.source != "procedural"
+                    and t.activity not in banned_activities), key=lambda t: t.id)
     if not bases:
         return []
     rng = random.Random(f"procedural/{seed}")

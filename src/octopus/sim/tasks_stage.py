@@ -23,7 +23,7 @@ from octopus.sim.layout import LayoutError, LayoutParams
 from octopus.sim.planner import plan
 from octopus.sim.tasks import Suite, Task, assign_splits, behavior_tasks, published_tasks, task_list_bytes
 
-_SIM_MODULES = ("world", "actions", "layout", "planner", "tasks", "goals", "content", "tasks_stage")
+_SIM_MODULES = ("world", "actions", "layout", "planner", "tasks", "goals", "content", "procedural", "tasks_stage")
 
 
 def layout_params(sim: SimParams) -> LayoutParams:
@@ -62,7 +62,11 @@ def build_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], 
         if progress:
             progress(n + 1, len(candidates))
     excluded += assign_splits(kept, list(tp.unseen_scenes), tp.eval_seen, tp.eval_unseen, tp.eval_reason, tp.seed)
-    return Suite(kept, excluded)
+    # procedural train tasks come last, built on the train split just chosen (never on evaluation content)
+    from octopus.sim.procedural import procedural_tasks
+    more = procedural_tasks(kept, tp.procedural, sim, tp.seed, prove,
+                            (lambda k, n: progress(len(candidates) + k, len(candidates) + n)) if progress else None)
+    return Suite(kept + more, excluded)
 
 
 def _fingerprint(sim: SimParams, tp: TasksParams, task_list: str | None) -> str:

@@ -56,16 +56,34 @@ class LoadedDataset:
 
 
 # ---------------------------------------------------------------------- inputs
-def read_suite_splits(path: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Task id -> split and task id -> scene from the task suite snapshot (tasks.json)."""
+def read_suite_splits(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """From the task suite snapshot (tasks.json): task id -> split, task id -> scene, and task id -> how a
+    procedural train task leaks evaluation content (its activity or its goal is an evaluation task's)."""
     try:
         tasks = json.loads(Path(path).read_text())["tasks"]
-        return {t["id"]: t["split"] for t in tasks}, {t["id"]: t["scene"] for t in tasks}
+        splits, scenes = {t["id"]: t["split"] for t in tasks}, {t["id"]: t["scene"] for t in tasks}
+        evaluation = [t for t in tasks if t["split"] != "train"]
+        activities = {t["activity"]: t["id"] for t in evaluation if t.get("activity")}
+        goals = {_goal_key(t["goal"]): t["id"] for t in evaluation if t.get("goal")}
+        leaks = {}
+        for t in tasks:
+            if t.get("source") != "procedural":
+                continue
+            if t["activity"] in activities:
+                leaks[t["id"]] = f"{t['id']} is built on activity {t['activity']} of evaluation task {activities[t['activity']]}"
+            elif _goal_key(t["goal"]) in goals:
+                leaks[t["id"]] = f"{t['id']} asks the goal of evaluation task {goals[_goal_key(t['goal'])]}"
+        return splits, scenes, leaks
     except FileNotFoundError:
         raise ValidationError(f"{path}: no task suite snapshot (run `dvc repro tasks`)") from None
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValidationError(f"{path}: not a task suite snapshot (expected {{'tasks': [{{id, split, scene, ...}}]}}:"
                               f" {type(err).__name__}: {err})") from None
+
+
+def _goal_key(goal: list) -> tuple:
+    """A goal (list of literals) as an order-free value."""
+    return tuple(sorted(repr(list(lit)) for lit in goal))
 
 
 def read_manifest(dataset_dir: Path) -> dict | None:
@@ -223,7 +241,7 @@ def _flags_check(parsed: bool, executed: bool, met: bool) -> str | None:
     return None
 
 
-def add_row_checks(df: pd.DataFrame, splits: dict[str, str]) -> pd.DataFrame:
+def add_row_checks(df: pd.DataFrame, splits: dict[str, str], leaks: dict[str, str] | None = None) -> pd.DataFrame:
     """Append the derived columns the row expectations read (see the module docstring)."""
     pairs = [_response_check(r, bool(p)) for r, p in zip(df["response"], df["parsed"])]
     trees = dict(zip(df["id"], zip(df["task_id"], df["episode"])))
@@ -241,6 +259,7 @@ def add_row_checks(df: pd.DataFrame, splits: dict[str, str]) -> pd.DataFrame:
                          for i, p, t, e in zip(df["id"], df["parent_id"], df["task_id"], df["episode"])],
         "check_task_split": [None if splits.get(t) == "train" else f"{t} is not in the task suite"
                              if t not in splits else f"{t} is {splits[t]} in the suite" for t in df["task_id"]],
+        "check_procedural": [(leaks or {}).get(t) for t in df["task_id"]],
     }
     for name, values in derived.items():
         df[name] = _obj(values)
@@ -264,7 +283,7 @@ def load_dataset(dataset_dir: Path, suite_tasks: Path, params: Params) -> Loaded
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise ValidationError(f"{dataset_dir}: no dataset directory (run `dvc repro collect`)")
-    splits, scenes = read_suite_splits(suite_tasks)
+    splits, scenes, leaks = read_suite_splits(suite_tasks)
     manifest = read_manifest(dataset_dir)
     files = schema.shard_files(dataset_dir)
     if not files and manifest is None:
@@ -295,7 +314,7 @@ def load_dataset(dataset_dir: Path, suite_tasks: Path, params: Params) -> Loaded
             records.append({"file": s["file"], "read_error": None, "columns_error": None, "types_error": None,
                             "rows": None, "manifest_error": "listed in manifest.json but missing"})
     rows = pd.concat(frames, ignore_index=True) if frames else _empty_rows()
-    rows = add_row_checks(rows, splits)
+    rows = add_row_checks(rows, splits, leaks)
     shards = pd.DataFrame.from_records(records, columns=["file", "read_error", "columns_error", "types_error",
                                                          "rows", "manifest_error"]).astype({"rows": "Int64"})
     return LoadedDataset(shards, rows, manifest, checked, unseen_scenes(params, splits, scenes))

@@ -63,6 +63,8 @@ EXPECTATIONS: dict[str, str] = {
     "split.train_only": "every row's split is train",
     "split.train_tasks": "every task is a train task of the suite snapshot (no evaluation or unknown task)",
     "split.seen_scenes": "no row comes from an unseen scene (tasks.unseen_scenes, scenes of eval_unseen tasks)",
+    "split.procedural_leakage": "no row comes from a procedural task built on an evaluation task's activity or "
+                                "asking an evaluation task's goal",
     "rows.min_count": "at least validate.min_rows rows",
 }
 
@@ -146,6 +148,7 @@ def row_expectations(params: Params, unseen_scenes: list[str]) -> list[gxe.Expec
         _x(gxe.ExpectColumnValuesToBeInSet, "split.train_only", column="split", value_set=["train"]),
         _x(null, "split.train_tasks", column="check_task_split"),
         _x(gxe.ExpectColumnValuesToNotBeInSet, "split.seen_scenes", column="scene", value_set=unseen_scenes),
+        _x(null, "split.procedural_leakage", column="check_procedural"),
         _x(gxe.ExpectTableRowCountToBeBetween, "rows.min_count", f" ({params.validate.min_rows})",
            min_value=params.validate.min_rows),
     ]
