@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from octopus.evaluation.metrics import GROUPS, METRICS, per_task, summarize
+from octopus.evaluation.metrics import GROUPS, METRICS, failure_counts, per_task, step_cause, summarize
 from octopus.evaluation.rollouts import EpisodeRecord, StepRecord
 
 
@@ -123,3 +123,34 @@ def test_per_task_rows(records):
     t1 = rows[0]
     assert t1["episodes"] == 2 and t1["success_rate"] == 0.5 and t1["plan_score"] == 0.75
     assert rows[2]["split"] == "eval_unseen" and rows[2]["category"] == "reason"
+
+
+@pytest.mark.parametrize("error, cause", [
+    ("Response format error: no Code section", "format"),
+    ("there is no object called 'apple_9' in the scene; did you mean apple_1?", "name"),
+    ("apple_1 is 3.10 m away, out of reach (1.5 m): move to the furniture it is on or near with MoveBot first",
+     "reach"),
+    ("cannot MoveBot to apple_1: the robot can only move to large objects standing on the floor", "reach"),
+    ("fridge_1 is closed: open it before putting apple_1 inside", "precondition"),
+    ("apple_1 is not in the robot's hands: grasp it with EasyGrasp first", "precondition"),
+    ("Target states not reached: inside(apple_1, fridge_1)", "targets"),
+    ("NameError: name 'foo' is not defined", "code"),
+])
+def test_step_failures_are_classified_by_the_simulators_message(error, cause):
+    s = StepRecord(1, "r", "code", True, cause != "format", error, False, 0.0, False)
+    assert step_cause(s) == cause
+
+
+def test_failure_counts_by_step_and_by_the_last_step_of_failed_episodes():
+    def st(error):
+        return StepRecord(1, "r", "c", True, True, error, error is None, 0.0, False)
+    recs = [
+        EpisodeRecord("a", "t1", "train", "follow", "s", 0, steps=[st("there is no object called 'x'"), st(None)],
+                      success=True),
+        EpisodeRecord("a", "t2", "train", "follow", "s", 0, steps=[st(None), st("is 3 m away, out of reach")]),
+        EpisodeRecord("a", "t3", "train", "follow", "s", 0, steps=[st(None), st(None)]),
+        EpisodeRecord("a", "t4", "train", "follow", "s", 0, error="RuntimeError: boom"),
+        EpisodeRecord("a", "t5", "train", "follow", "s", 0),
+    ]
+    assert failure_counts(recs) == {"steps": {"name": 1, "reach": 1},
+                                    "episodes": {"crashed": 1, "no_steps": 1, "planning": 1, "reach": 1}}

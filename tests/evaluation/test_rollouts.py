@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from octopus.agents import make_agent
-from octopus.evaluation.rollouts import SHEET_WIDTH, EpisodeRecord, rollout
+from octopus.evaluation.rollouts import SHEET_WIDTH, EpisodeRecord, rollout, rollout_batch
 from octopus.sim.episode import Episode
 
 from tests.helpers import kitchen_task
@@ -205,3 +205,45 @@ def test_an_agent_reading_an_unknown_part_is_a_crashed_episode(kitchen, params):
             raise AssertionError("never asked")
     r = rollout(Greedy(), kitchen, params, name="greedy")
     assert r.crashed and "unknown part(s) ['thoughts']" in r.error and r.steps == []
+
+
+class Batched(Scripted):
+    """Scripted, answering a round of episodes in one call (a policy's batched generate); counts the calls."""
+
+    def __init__(self, after: int, then: str) -> None:
+        super().__init__(after, then)
+        self.batches: list[int] = []
+
+    def respond_batch(self, observations, infos):
+        self.batches.append(len(observations))
+        texts = [self.respond(o, i) for o, i in zip(observations, infos)]
+        self.last_groundings = [SimpleNamespace(mapping={"apple": "apple_1"})] * len(texts)
+        return texts
+
+
+def strip_wall(r: EpisodeRecord) -> dict:
+    return {k: v for k, v in r.to_dict().items() if k != "wall_s"}
+
+
+def test_batched_rollouts_equal_one_by_one_episodes(eval_tasks, params):
+    batched = Batched(after=99, then="")
+    recs = rollout_batch(batched, eval_tasks, params, seed=0, name="oracle")
+    singles = [rollout(make_agent("oracle"), t, params, seed=0, name="oracle") for t in eval_tasks]
+    assert all(r.success for r in recs)
+    assert [strip_wall(replace(r, steps=[replace(s, grounding=None) for s in r.steps])) for r in recs] == \
+        [strip_wall(r) for r in singles]
+    # one call per round, every running episode in it; rounds shrink as episodes finish
+    assert batched.batches[0] == len(eval_tasks) and sum(batched.batches) == sum(len(r.steps) for r in recs)
+    assert batched.batches == sorted(batched.batches, reverse=True)
+    assert recs[0].steps[0].grounding == {"apple": "apple_1"}
+
+
+def test_a_failing_batched_call_fails_that_rounds_episodes_and_keeps_their_steps(kitchen, params):
+    recs = rollout_batch(Batched(after=2, then="raise"), [kitchen, kitchen], params, name="flaky")
+    assert all(r.crashed and "the model exploded" in r.error and not r.success for r in recs)
+    assert [len(r.steps) for r in recs] == [1, 1]  # round 1 answered both; round 2's call raised
+
+
+def test_agents_without_respond_batch_answer_one_by_one(kitchen, params):
+    recs = rollout_batch(make_agent("oracle"), [kitchen, kitchen], params, name="oracle")
+    assert [r.success for r in recs] == [True, True]

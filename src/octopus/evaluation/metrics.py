@@ -3,6 +3,7 @@
     summary = summarize(records)                    # one agent's EpisodeRecords (or their dicts)
     summary["unseen"]["task_completion"]            # {"mean": 0.33, "lo": 0.13, "hi": 0.60}
     rows = per_task(records)                        # [{"task_id", "split", "category", "success_rate", ...}]
+    failure_counts(records)                         # {"steps": {"name": 12, ...}, "episodes": {...}}
 
 Groups: all, seen (split eval_seen), unseen (eval_unseen), follow, reason. Per group:
 - task_completion: share of episodes whose task succeeded (a crashed episode is a failure);
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from octopus.evaluation.rollouts import EpisodeRecord
+from octopus.evaluation.rollouts import EpisodeRecord, StepRecord
 
 GROUPS: dict[str, Callable[[EpisodeRecord], bool]] = {
     "all": lambda r: True,
@@ -35,6 +36,51 @@ GROUPS: dict[str, Callable[[EpisodeRecord], bool]] = {
 }
 METRICS = ("task_completion", "code_executability", "step_success", "mean_steps_to_success", "plan_score")
 Interval = dict[str, float]
+
+
+#: step failure cause -> fragments of the simulator's error message (first match wins; see octopus.sim.actions)
+CAUSES: dict[str, tuple[str, ...]] = {
+    "format": ("Response format error",),
+    "name": ("there is no object called",),
+    "reach": ("out of reach", "cannot MoveBot to"),
+    "precondition": ("is closed", "not in the robot's hands", "hands are full", "cannot be grasped", "already in the",
+                     "too large to fit", "not a container", "cannot be ", "cannot put"),
+    "targets": ("Target states not reached",),
+}
+
+
+def step_cause(step: StepRecord) -> str:
+    """Why a step failed: format, name (an object the scene lacks), reach, precondition (closed, hands, abilities),
+    targets (the code ran, its Target States did not hold), code (any other error: sandbox, Python, API
+    arguments); "ok" when its targets were met."""
+    if step.target_states_met:
+        return "ok"
+    error = step.error or ""
+    for cause, fragments in CAUSES.items():
+        if any(f in error for f in fragments):
+            return cause
+    return "code"
+
+
+def failure_counts(records: list[EpisodeRecord | dict]) -> dict[str, dict[str, int]]:
+    """Failed steps by cause, and failed episodes by the cause of their last step ("planning": every step
+    met its targets, yet the task was not completed within the step budget; "crashed"; "no_steps")."""
+    steps: dict[str, int] = defaultdict(int)
+    episodes: dict[str, int] = defaultdict(int)
+    for r in as_records(records):
+        for s in r.steps:
+            if not s.target_states_met:
+                steps[step_cause(s)] += 1
+        if r.success:
+            continue
+        if r.crashed:
+            episodes["crashed"] += 1
+        elif not r.steps:
+            episodes["no_steps"] += 1
+        else:
+            last = step_cause(r.steps[-1])
+            episodes["planning" if last == "ok" else last] += 1
+    return {"steps": dict(sorted(steps.items())), "episodes": dict(sorted(episodes.items()))}
 
 
 def as_records(records: list[EpisodeRecord | dict]) -> list[EpisodeRecord]:

@@ -94,16 +94,19 @@ def plot_rows(results: dict[str, dict]) -> list[dict[str, Any]]:
 def write_reports(results: dict[str, dict], out_json: Path, out_md: Path, plots_json: Path, html_dir: Path,
                   records: dict[str, list[EpisodeRecord]], paper: dict[str, dict[str, Any]] | None = None,
                   views_dir: Path | None = None, meta: dict[str, Any] | None = None,
-                  row_notes: dict[str, str] | None = None) -> None:
+                  row_notes: dict[str, str] | None = None,
+                  failures: dict[str, dict[str, dict[str, int]]] | None = None) -> None:
     """Write every report; `results` maps agent -> `summarize()`, `records` agent -> its episodes.
 
     `paper`: {model: {column: value}}, the paper's reference numbers, rendered as a second table.
     `views_dir`: where `rollout` saved the step views (their PNGs are copied into the HTML report).
     `meta`: stored under "meta" in evaluate.json (params, git revision).
-    `row_notes`: agent -> what the row is (listed under the table for the agents in it)."""
+    `row_notes`: agent -> what the row is (listed under the table for the agents in it).
+    `failures`: agent -> `failure_counts()` (failed steps by cause), a second table and "failures" in the JSON."""
     recs = {agent: [r if isinstance(r, EpisodeRecord) else EpisodeRecord.from_dict(r) for r in rs]
             for agent, rs in records.items()}
-    write_json(out_json, {**metrics_json(results), **({"meta": meta} if meta else {})})
+    write_json(out_json, {**metrics_json(results), **({"failures": failures} if failures else {}),
+                          **({"meta": meta} if meta else {})})
     md = ["# Evaluation (paper Table 3)", "",
           "Task completion rate per group; [lo, hi] is a bootstrap confidence interval over tasks. "
           "Executable code, step success, mean steps (successful episodes) and plan score are over all tasks.",
@@ -111,6 +114,16 @@ def write_reports(results: dict[str, dict], out_json: Path, out_md: Path, plots_
     notes = [f"- `{agent}`: {row_notes[agent]}" for agent in results if agent in (row_notes or {})]
     if notes:
         md += ["Rows:", "", *notes, ""]
+    if failures:
+        causes = sorted({c for f in failures.values() for c in f["steps"]})
+        md += ["## Failed steps by cause", "",
+               "format: unparseable response; name: an object the scene lacks; reach: out of reach or MoveBot to a "
+               "small object; precondition: closed, hands, abilities; targets: the code ran, its Target States did "
+               "not hold; code: any other error.", "",
+               _markdown(["Agent", *causes, "failed episodes (cause of the last step)"],
+                         [[agent, *(str(f["steps"].get(c, 0)) for c in causes),
+                           ", ".join(f"{k} {v}" for k, v in f["episodes"].items()) or "–"]
+                          for agent, f in failures.items()]), ""]
     if paper:
         md += ["## Paper (reference numbers)", "", _markdown(*_paper_rows(paper))]
     write_atomic(out_md, "\n".join(md))

@@ -2,6 +2,7 @@
 
     agent = make_agent("oracle")
     record = rollout(agent, suite.get(task_id), params, seed=0, name="oracle", views_dir=Path("views"))
+    records = rollout_batch(policy_agent, tasks, params)   # lockstep episodes, one batched respond per round
     record.success, record.steps_to_success, record.plan_score, record.steps[0].error
     json.dumps(record.to_dict());  EpisodeRecord.from_dict(d)
 
@@ -123,16 +124,18 @@ def _sheet(views: np.ndarray, path: Path) -> None:
     save_png(np.asarray(img), path)
 
 
-def _grounding(agent: Agent) -> dict[str, str] | None:
-    g = getattr(agent, "last_grounding", None)
+def _mapping(g: Any) -> dict[str, str] | None:
     mapping = getattr(g, "mapping", None)
     return {str(k): str(v) for k, v in mapping.items()} if mapping is not None else None
 
 
-def rollout(agent: Agent, task: Task, params: Params, seed: int = 0, views_dir: Path | None = None,
-            name: str | None = None) -> EpisodeRecord:
-    """Run one episode of `task` with `agent` (named `name`, else its `name` attribute or class name)."""
-    agent_name = name or getattr(agent, "name", None) or type(agent).__name__
+def _grounding(agent: Agent) -> dict[str, str] | None:
+    return _mapping(getattr(agent, "last_grounding", None))
+
+
+def _episode(agent: Agent, task: Task, params: Params, seed: int, views_dir: Path | None, agent_name: str):
+    """One episode as a generator: yields (obs, info) for each response it needs, receives (text, grounding),
+    returns the EpisodeRecord. An exception thrown in at the yield (the agent failed) ends it as a failure."""
     record = EpisodeRecord(agent_name, task.id, task.split, task.category, task.scene, seed, task.instruction)
     t0 = time.perf_counter()
     env = None
@@ -143,13 +146,12 @@ def rollout(agent: Agent, task: Task, params: Params, seed: int = 0, views_dir: 
         done = bool(info["task_success"])
         while not done:
             n = info["steps"] + 1
-            text = agent.respond(obs, info)
+            text, grounding = yield obs, info
             seen = None
             if views_dir is not None:  # the views the agent answered to
                 rel = views_path(agent_name, task.id, seed, n)
                 _sheet(obs["views"], Path(views_dir) / rel)
                 seen = rel.as_posix()
-            grounding = _grounding(agent)
             obs, _, terminated, truncated, info = env.step(text)
             r = info["result"]
             record.steps.append(StepRecord(
@@ -172,3 +174,58 @@ def rollout(agent: Agent, task: Task, params: Params, seed: int = 0, views_dir: 
         record.wall_s = round(time.perf_counter() - t0, 3)
     record.steps_to_success = len(record.steps) if record.success else None
     return record
+
+
+def _drive(episodes: list, respond) -> list[EpisodeRecord]:
+    """Run `_episode` generators to their end in lockstep: each round, `respond(asks)` answers every running
+    episode's (obs, info) with a (text, grounding) each; if it raises, each of those episodes fails with it."""
+    records: list[EpisodeRecord | None] = [None] * len(episodes)
+    asks: dict[int, tuple] = {}
+
+    def advance(k: int, answer) -> None:
+        try:
+            asks[k] = episodes[k].throw(answer) if isinstance(answer, Exception) else episodes[k].send(answer)
+        except StopIteration as stop:
+            records[k] = stop.value
+            asks.pop(k, None)
+
+    for k in range(len(episodes)):
+        advance(k, None)
+    while asks:
+        keys = list(asks)
+        try:
+            answers = respond([asks[k] for k in keys])
+        except RenderError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the agent's failure is these episodes' result
+            answers = [err] * len(keys)
+        for k, a in zip(keys, answers):
+            advance(k, a)
+    return records  # type: ignore[return-value]
+
+
+def rollout(agent: Agent, task: Task, params: Params, seed: int = 0, views_dir: Path | None = None,
+            name: str | None = None) -> EpisodeRecord:
+    """Run one episode of `task` with `agent` (named `name`, else its `name` attribute or class name)."""
+    agent_name = name or getattr(agent, "name", None) or type(agent).__name__
+    return _drive([_episode(agent, task, params, seed, views_dir, agent_name)],
+                  lambda asks: [(agent.respond(obs, info), _grounding(agent)) for obs, info in asks])[0]
+
+
+def rollout_batch(agent: Agent, tasks: list[Task], params: Params, seed: int = 0, views_dir: Path | None = None,
+                  name: str | None = None) -> list[EpisodeRecord]:
+    """Episodes of `tasks` in lockstep, the same episodes as `rollout` gives one by one: each round, one
+    `agent.respond_batch(observations, infos)` call answers every running episode (a policy's batched
+    generate); agents without `respond_batch` answer one by one. Each record's wall_s includes waiting for
+    the others of its round. If a batched call raises, every episode of that round fails with its message."""
+    agent_name = name or getattr(agent, "name", None) or type(agent).__name__
+    batched = getattr(agent, "respond_batch", None)
+
+    def respond(asks: list[tuple]) -> list[tuple]:
+        if batched is None:
+            return [(agent.respond(obs, info), _grounding(agent)) for obs, info in asks]
+        texts = batched([o for o, _ in asks], [i for _, i in asks])
+        groundings = getattr(agent, "last_groundings", None) or [None] * len(texts)
+        return [(t, _mapping(g)) for t, g in zip(texts, groundings)]
+
+    return _drive([_episode(agent, t, params, seed, views_dir, agent_name) for t in tasks], respond)

@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger, task
 
 from octopus import paths
 from octopus.config import Params
-from octopus.evaluation.metrics import summarize
+from octopus.evaluation.metrics import failure_counts, summarize
 from octopus.evaluation.report import write_reports
 from octopus.evaluation.rollouts import EpisodeRecord, rollout
 from octopus.evaluation.rows import PAPER, table_rows
@@ -149,7 +149,8 @@ def run_evaluate(params: Params, tasks: list[Task], suite_path: Path = paths.SUI
             "episodes_per_min_per_worker": round(60 * episodes / seconds / e.runner.workers, 2) if seconds else None}
     write_reports(results, paths.report("evaluate"), paths.EVAL_TABLE, paths.EVAL_PLOTS, paths.EVAL_HTML, records,
                   paper=PAPER, views_dir=views, meta=meta,
-                  row_notes={name: r.note for name, r in table_rows(params).items()})
+                  row_notes={name: r.note for name, r in table_rows(params).items()},
+                  failures={row: failure_counts(recs) for row, recs in records.items()})
     with open(paths.EVAL_HTML / "episodes.jsonl", "w") as f:  # every episode, for analysis (pandas.read_json)
         for recs in records.values():
             for r in recs:
