@@ -33,6 +33,7 @@ def test_movebot_only_to_furniture_and_puts_robot_next_to_it(world):
 def test_interaction_needs_reach(world):
     msg = err(world, "EasyGrasp", "apple_1")
     assert "out of reach" in msg and "MoveBot" in msg
+    assert "move to breakfast_table_1, the furniture it is on or in," in msg  # the feedback says where to go
     apply(world, "MoveBot", ("breakfast_table_1",))
     apply(world, "EasyGrasp", ("apple_1",))
     assert world.held == (idx(world, "apple_1"),)

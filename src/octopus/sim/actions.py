@@ -49,8 +49,11 @@ def _check_reachable(w: World, i: int, doing: str) -> None:
         raise ActionError(f"{w.name(hider)} is closed: open it before {doing}")
     d = w.reach_distance(i)
     if d > w.reach_m:
-        raise ActionError(f"{o.name} is {d:.2f} m away, out of reach ({w.reach_m:g} m): "
-                          f"move to the furniture it is on or near with MoveBot first")
+        # the feedback names the furniture to go to, as the small-object MoveBot error does
+        j = _support(w, i)
+        where = f"move to {w.name(j)}, the furniture it is on or in," if j is not None else \
+            "move to the furniture it is on or near"
+        raise ActionError(f"{o.name} is {d:.2f} m away, out of reach ({w.reach_m:g} m): {where} with MoveBot first")
 
 
 def can_move_to(w: World, i: int) -> bool:
@@ -91,14 +94,20 @@ def hand_point(w: World, k: int) -> tuple[float, float, float]:
     return (x + 0.2 * c - lateral * s, y + 0.2 * s + lateral * c, 0.8 + 0.35 * (k // 2))
 
 
-def _support_hint(w: World, i: int) -> str:
+def _support(w: World, i: int) -> int | None:
+    """The furniture object i stands on or in (through containers), None if it is on the floor."""
     j, seen = i, set()
     while w.placement[j] is not None and j not in seen:
         seen.add(j)
         j = w.placement[j][1]
         if can_move_to(w, j):
-            return f"; move to {w.name(j)} instead"
-    return ""
+            return j
+    return None
+
+
+def _support_hint(w: World, i: int) -> str:
+    j = _support(w, i)
+    return f"; move to {w.name(j)} instead" if j is not None else ""
 
 
 def grasp(w: World, i: int) -> None:
