@@ -76,7 +76,7 @@ def test_missing_checkpoint_and_unknown_agents_are_clear_errors(project):
         run_evaluate(load_params(cwd / "params.yaml"), [])
     p = load_params(project(agents=["gpt5"]) / "params.yaml")
     with pytest.raises(EvaluateError, match="unknown agent 'gpt5'; known: random, oracle, llm, octopus_sft, "
-                                            "blind_sft"):
+                                            "octopus_sft_names, blind_sft, blind_sft_names"):
         run_evaluate(p, [])
     with pytest.raises(EvaluateError, match="unknown agent 'tiny_sft'.*needs NAME in `policies`"):
         run_evaluate(load_params(project(agents=["tiny_sft"]) / "params.yaml"), [])
@@ -119,7 +119,8 @@ def test_the_table_has_the_fixed_rows_and_one_row_per_policy_and_checkpoint_stag
     from octopus.evaluation.rows import PAPER, table_rows
     p = Params()
     rows = table_rows(p)
-    assert list(rows) == ["random", "oracle", "llm", "octopus_sft", "blind_sft"]
+    assert list(rows) == ["random", "oracle", "llm", "octopus_sft", "octopus_sft_names", "blind_sft", "blind_sft_names"]
+    assert rows["octopus_sft_names"].checkpoint == rows["octopus_sft"].checkpoint  # the same model, constrained
     assert all(name == r.name for name, r in rows.items())
     assert rows["octopus_sft"].checkpoint == Path("models/sft/octopus") and rows["octopus_sft"].stage == "sft@octopus"
     assert rows["blind_sft"].checkpoint == Path("models/sft/blind") and "LLaMA GT (O+R)" in rows["blind_sft"].note
@@ -129,7 +130,7 @@ def test_the_table_has_the_fixed_rows_and_one_row_per_policy_and_checkpoint_stag
     assert rows["llm"].samples(p) == (p.collect.llm.temperature > 0)
     hot = replace(p, policies={**p.policies, "octopus": {"model": {"temperature": 0.8}}})
     assert table_rows(hot)["octopus_sft"].samples(hot) and not table_rows(hot)["blind_sft"].samples(hot)
-    assert set(table_rows(replace(p, policies={"tiny": {}}))) == {"random", "oracle", "llm", "tiny_sft"}
+    assert set(table_rows(replace(p, policies={"tiny": {}}))) == {"random", "oracle", "llm", "tiny_sft", "tiny_sft_names"}
     assert PAPER["Octopus (SFT only)"]["Total"] == 0.15 and PAPER["GPT-4"]["Seen Env"] == 0.42
 
 

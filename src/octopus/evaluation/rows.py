@@ -6,7 +6,8 @@
 Fixed rows (`random`, `oracle`, `llm`) are registered with `register_row`. A stage that makes policy
 checkpoints registers itself once with `register_checkpoint_stage(stage, checkpoint_of)`, and every
 entry of `policies` then gets a row `NAME_<stage>` (`octopus_sft` today, `octopus_rlef` next) that
-loads `checkpoint_of(NAME)` with that policy's model params.
+loads `checkpoint_of(NAME)` with that policy's model params, and a row `NAME_<stage>_names`: the same
+checkpoint with decoding constrained to the scene's object names (`octopus.model.constrained`).
 """
 
 from __future__ import annotations
@@ -65,16 +66,19 @@ def table_rows(params: Params) -> dict[str, Row]:
     for stage, (checkpoint_of, notes) in _STAGES.items():
         for name in params.policies:
             rows[f"{name}_{stage}"] = _policy_row(name, stage, checkpoint_of(name), notes.get(name, ""))
+            rows[f"{name}_{stage}_names"] = _policy_row(
+                name, stage, checkpoint_of(name), f"{name}_{stage} with decoding constrained to the scene's object "
+                "names inside registry(...) (an option; the paper grounds names after generation)", constrain=True)
     return rows
 
 
-def _policy_row(policy: str, stage: str, checkpoint: Path, note: str) -> Row:
+def _policy_row(policy: str, stage: str, checkpoint: Path, note: str, constrain: bool = False) -> Row:
     def make(p: Params, seed: int):
         from octopus.agents import make_agent
-        agent = make_agent("policy", model=checkpoint, params=p.for_policy(policy))
+        agent = make_agent("policy", model=checkpoint, params=p.for_policy(policy), constrain_names=constrain)
         agent.policy.generator_seed = seed
         return agent
-    return Row(f"{policy}_{stage}", make, lambda p: p.for_policy(policy).model.temperature > 0,
+    return Row(f"{policy}_{stage}" + ("_names" if constrain else ""), make, lambda p: p.for_policy(policy).model.temperature > 0,
                note or f"policies.{policy} trained by {stage}@{policy}", checkpoint, f"{stage}@{policy}")
 
 

@@ -4,6 +4,7 @@
     text = policy.respond(obs)                               # obs from OctoGibsonEnv: {"views", "text"}
     texts = policy.respond_batch([obs1, obs2, ...])          # batched generate() calls, KV cache on
     g = policy.respond(obs, objects={"rag_1": 0.8, ...})     # ... with names grounded (see postprocess)
+    Policy(pm, constrain_names=True).respond(obs, objects)   # names in registry(...) decoded from the scene's only
     blind.respond({"message": info["message"]})              # a blind (text family) policy reads the full message
     text = policy.respond(policy.observe(obs, info))         # either kind, from an env step's (obs, info)
 
@@ -30,8 +31,10 @@ class Policy:
     """Observations (10 views + instruction text) in, responses out."""
 
     def __init__(self, pm: PolicyModel, max_new_tokens: int = 320, temperature: float = 0.0,
-                 batch_size: int = 8, seed: int = 0) -> None:
+                 batch_size: int = 8, seed: int = 0, constrain_names: bool = False) -> None:
         self.pm, self.max_new_tokens, self.temperature, self.batch_size = pm, max_new_tokens, temperature, batch_size
+        self.constrain_names = constrain_names  # with `objects`: names in registry(...) only from the scene
+        self._token_index = None
         self.pm.model.eval()
         self.generator_seed = seed
         self.last_groundings: list[Grounding | None] = []
@@ -76,12 +79,15 @@ class Policy:
                 raise ValueError(f"a {self.pm.family.name} policy reads obs[{key!r}]" + (
                     "" if self.pm.family.reads_views else
                     ": the full message with Observed Objects/Relations (the env's info['message'])"))
+        if objects is not None and len(objects) != len(observations):
+            raise ValueError(f"{len(objects)} object maps for {len(observations)} observations")
+        names = [list(o) if o is not None else None for o in objects] if objects is not None and self.constrain_names \
+            else [None] * len(observations)
         for i in range(0, len(observations), self.batch_size):
-            out += self._generate([(o[key], o.get("views")) for o in observations[i:i + self.batch_size]])
+            out += self._generate([(o[key], o.get("views")) for o in observations[i:i + self.batch_size]],
+                                  names[i:i + self.batch_size])
         self.last_groundings = [None] * len(out)
         if objects is not None:
-            if len(objects) != len(out):
-                raise ValueError(f"{len(objects)} object maps for {len(out)} observations")
             for k, objs in enumerate(objects):
                 if objs is not None:
                     g = ground_names(out[k], objs)
@@ -89,7 +95,7 @@ class Policy:
         return out
 
     @torch.no_grad()
-    def _generate(self, items: list[tuple[str, np.ndarray]]) -> list[str]:
+    def _generate(self, items: list[tuple[str, np.ndarray]], names: list[list[str] | None]) -> list[str]:
         t0 = time.perf_counter()
         pm = self.pm
         batch = pm.collate([pm.encode(text, views) for text, views in items], pad_left=True)
@@ -102,7 +108,16 @@ class Policy:
             torch.manual_seed(self.generator_seed)
             self.generator_seed += 1
         tok = pm.tokenizer
+        processors = None
+        if any(names):
+            from transformers import LogitsProcessorList
+
+            from octopus.model.constrained import SceneNames, TokenIndex
+            if self._token_index is None:
+                self._token_index = TokenIndex(tok)
+            processors = LogitsProcessorList([SceneNames(self._token_index, batch["input_ids"].shape[1], names)])
         ids = pm.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=sample,
+                                logits_processor=processors,
                                 temperature=self.temperature if sample else None, top_p=None, top_k=None,
                                 use_cache=True, pad_token_id=pm.spec.pad_token_id,
                                 eos_token_id=pm.spec.eos_token_id)
