@@ -168,7 +168,7 @@ class ValidateParams:
 
 #: policy model families (`octopus.model.factory`) and their presets (`octopus.model.presets`, `.text`)
 MODEL_FAMILIES = ("idefics", "auto", "text")
-MODEL_PRESETS = ("tiny", "paper")
+MODEL_PRESETS = ("tiny", "small", "paper")
 FINETUNE_MODES = ("connector", "connector_lm", "full")
 
 
@@ -179,7 +179,7 @@ class ModelParams:
     family: str = _f("idefics", "idefics (Octopus: Flamingo/Otter-style) | auto (any AutoModelForImageTextToText, "
                      "LLaVA-style) | text (a blind causal LM reading the message with Observed Objects/Relations)",
                      choices=MODEL_FAMILIES)
-    preset: str = _f("tiny", "tiny (random init, trains on a CPU) | paper (the paper's scale, from a public "
+    preset: str = _f("tiny", "tiny (random init, ~2M, trains on a CPU) | small (random init, ~9M, CPU) | paper (the paper's scale, from a public "
                      "checkpoint: idefics-9b, or CodeLlama-7b for the text family)", choices=MODEL_PRESETS)
     name_or_path: str = _f("", "hub id or local path to start from (empty: the preset's; required for family auto)")
     image_size: Optional[int] = _f(None, "px per view fed to the model (null: the preset's)", lo=16, hi=1024)
@@ -187,6 +187,8 @@ class ModelParams:
                          lo=64, hi=32768)
     vocab_size: int = _f(4096, "BPE vocabulary trained offline on the training texts (from-scratch presets)",
                          lo=300, hi=262144)
+    split_names: bool = _f(True, "offline tokenizer: a word inside an object name (swiss_cheese_1) is the same "
+                           "token as in the instruction (octopus.model.tokenizer); false: plain byte-level BPE")
     max_new_tokens: int = _f(400, "tokens a policy may generate per response", lo=8, hi=8192)
     temperature: float = _f(0.0, "sampling temperature at generation (0: greedy)", lo=0.0, hi=2.0)
     batch_size: int = _f(8, "observations per generate() call when a policy answers many at once", lo=1, hi=512)
@@ -213,6 +215,9 @@ class SFTParams:
     warmup_ratio: float = _f(0.05, "share of steps spent warming up", lo=0.0, hi=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0, hi=1.0)
     val_fraction: float = _f(0.1, "share of training TASKS held out for validation loss", lo=0.0, hi=0.9)
+    val_rollouts: int = _f(32, "held-out training tasks the trained policy is rolled out on in the simulator "
+                           "(completion, executable code, failures by cause: what settings are chosen on; 0: none)",
+                           lo=0)
     max_samples: Optional[int] = _f(None, "cap on training steps (null: all)", lo=1)
     eval_every: int = _f(50, "optimizer steps between validation losses", lo=1)
     log_every: int = _f(10, "optimizer steps between logged train losses", lo=1)

@@ -1,4 +1,4 @@
-"""`octopus bench sim | collect | sft`: the numbers behind the issues' speed targets (benchmarks, not tests)."""
+"""`octopus bench sim | collect | sft | scaling`: the numbers behind the issues' targets (benchmarks, not tests)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,30 @@ def sft_bench(as_json: bool = typer.Option(False, "--json", help="print the numb
     if inference:
         report["inference"] = run_inference_bench(p, paths.sft_model(policy), paths.DATASET)
     print_report(report, as_json)
+
+
+@app.command("scaling")
+def scaling_bench(presets: str = typer.Option("tiny,small", help="model presets, comma-separated"),
+                  fractions: str = typer.Option("0.25,1", help="shares of the training tasks, comma-separated"),
+                  epochs: float = typer.Option(None, help="sft.epochs for every run (default: params.yaml's)"),
+                  out: Path = typer.Option(Path("reports/scaling"), help="where the checkpoints, scaling.json "
+                                           "and scaling.md go"),
+                  policy: str = typer.Option("octopus", help="which entry of `policies` to scale"),
+                  params: Path = PARAMS) -> None:
+    """Completion (held-out training tasks and the 60-task suite, with CIs) and training minutes against model
+    size and amount of training data (paper Fig. 6b). Trains one policy per (preset, share): hours for `small`."""
+    from dataclasses import replace
+
+    from octopus.cli.common import require
+    from octopus.files import write_atomic, write_json
+    from octopus.training.scaling import markdown, run_scaling
+    p = params_of(params, policy)
+    if epochs is not None:
+        p = replace(p, sft=replace(p.sft, epochs=epochs))
+    require(paths.DATASET)
+    require(paths.SUITE_TASKS)
+    report = run_scaling(p, [s.strip() for s in presets.split(",") if s.strip()],
+                         [float(f) for f in fractions.split(",") if f.strip()], out / "models")
+    write_json(out / "scaling.json", report)
+    write_atomic(out / "scaling.md", markdown(report))
+    print(markdown(report))

@@ -65,13 +65,16 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
     from octopus.training.sft import SFTError, train_sft
     p = params_of(params, policy)
     require(paths.DATASET)
+    if p.sft.val_rollouts:
+        require(paths.SUITE_TASKS)
     if p.sft.report_to == "wandb":
         os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
         os.environ.setdefault("WANDB_PROJECT", p.sft.wandb_project)
         os.environ.setdefault("WANDB_SILENT", "true")
     out_dir = paths.sft_model(policy)
     try:
-        out = train_sft(p, paths.DATASET, out_dir, log=console.print, run_name=f"sft-{policy}")
+        out = train_sft(p, paths.DATASET, out_dir, log=console.print, run_name=f"sft-{policy}",
+                        suite_path=paths.SUITE_TASKS if p.sft.val_rollouts else None)
     except (DatasetError, ModelError, SFTError, ValueError) as err:
         fail(str(err), 1, head="sft failed")
     if not out["main"]:
@@ -84,6 +87,11 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
                   f"({m['samples_per_s']:.1f} samples/s, {m['tokens_per_s']:.0f} tokens/s); val loss "
                   f"{m['val_loss_start']} -> {m['val_loss']}; held-out responses parse {q.get('parse_rate')} / "
                   f"compile {q.get('compile_rate')}; saved {out_dir}")
+    v = m.get("val_rollouts")
+    if v and v.get("tasks"):
+        console.print(f"sft {policy}: held-out training tasks completed {v['task_completion']:.2f} "
+                      f"[{v['task_completion_lo']:.2f}, {v['task_completion_hi']:.2f}] of {v['tasks']}, executable "
+                      f"code {v['code_executability']:.2f}; failed steps {v['failures']['steps']}")
 
 
 def evaluate_cmd(params: Path = PARAMS) -> None:

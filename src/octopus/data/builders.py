@@ -63,6 +63,11 @@ def sft_split(steps: list[dict], val_fraction: float, seed: int) -> tuple[list[d
     return [r for r in steps if r["task_id"] not in held], [r for r in steps if r["task_id"] in held]
 
 
+def held_out_tasks(val: list[dict], n: int, seed: int) -> list[str]:
+    """Up to `n` task ids of the validation steps, in the split's seeded order (the rollout sample)."""
+    return sorted({r["task_id"] for r in val}, key=lambda t: _bucket(t, seed))[:n]
+
+
 def decode_all(steps: list[dict], size: int | None, workers: int = 2) -> list[np.ndarray]:
     """Each step's 10 views decoded and resized once to `size` (None: as stored); the trainer reuses them."""
     from octopus.model.inputs import resize_views

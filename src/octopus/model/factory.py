@@ -179,7 +179,7 @@ class IdeficsFamily(Family):
         if not preset.from_scratch:
             return self._pretrained(mp.name_or_path or preset.checkpoint, mp, size)
         from octopus.model.tokenizer import train_tokenizer
-        tok = train_tokenizer(texts, mp.vocab_size)
+        tok = train_tokenizer(texts, mp.vocab_size, mp.split_names)
         config = preset_config(mp.preset, vocab_size=len(tok), pad_id=tok.pad_token_id, bos_id=tok.bos_token_id,
                                eos_id=tok.eos_token_id, image_size=size)
         torch.manual_seed(seed)

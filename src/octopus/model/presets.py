@@ -6,6 +6,8 @@ vision encoder (ViT) -> Perceiver Resampler -> gated cross-attention into a caus
   at 96 px with 16 px patches, 8 latents per view, text d128 x 2 layers with cross-attention before
   each). Its gates start open (`alpha_initializer="ones"`): Idefics' default zero gates make a
   random-init model ignore its images. Its tokenizer is trained offline on the training texts.
+- `small`: the same design ~5x larger (~9M parameters: vision d128 x 3 layers, 16 latents per view, text
+  d256 x 4 layers with cross-attention every 2), the scaling step between `tiny` and `paper`.
 - `paper`: the paper's scale, CLIP-ViT-class vision and a 7B LLaMA LM with cross-attention every 4
   layers, started from the public Flamingo-style checkpoint `HuggingFaceM4/idefics-9b`. Its config is
   built here without a download; its weights load only where they exist.
@@ -47,6 +49,16 @@ PRESETS: dict[str, Preset] = {
         perceiver=dict(use_resampler=True, resampler_n_latents=8, resampler_depth=1, resampler_n_heads=4,
                        resampler_head_dim=16),
         help="random init, ~2M parameters, trains on 2 CPU cores in minutes"),
+    "small": Preset(
+        "small", image_size=96, from_scratch=True,
+        text=dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=8,
+                  cross_layer_interval=2, max_position_embeddings=2048, alpha_initializer="ones",
+                  alpha_type="float", qk_layer_norms=False, tie_word_embeddings=False),
+        vision=dict(embed_dim=128, intermediate_size=512, patch_size=16, num_hidden_layers=3,
+                    num_attention_heads=4),
+        perceiver=dict(use_resampler=True, resampler_n_latents=16, resampler_depth=2, resampler_n_heads=4,
+                       resampler_head_dim=32),
+        help="random init, ~9M parameters (text d256 x 4 layers, cross-attention every 2), CPU"),
     "paper": Preset(
         "paper", image_size=224, from_scratch=False, checkpoint="HuggingFaceM4/idefics-9b",
         text=dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,

@@ -8,6 +8,7 @@ and answers in the same four-section format. The same sft stage trains it on the
 Presets:
 - `tiny`: random-init `LlamaForCausalLM` with the Octopus tiny preset's language model (d128 x 2
   layers) and the same offline tokenizer, so the two rows differ in what they read, not in size.
+- `small`: the same for the Octopus small preset's language model (d256 x 4 layers).
 - `paper`: `codellama/CodeLlama-7b-hf` (the paper's stronger blind row); `model.name_or_path` picks
   any other `AutoModelForCausalLM` (e.g. `meta-llama/Llama-2-7b-hf` for its LLaMA row).
 """
@@ -28,6 +29,8 @@ from octopus.model.inputs import layout, pad
 TEXT_PRESETS: dict[str, dict | str] = {
     "tiny": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=4, max_position_embeddings=4096, tie_word_embeddings=False),
+    "small": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=8,
+                  num_key_value_heads=8, max_position_embeddings=4096, tie_word_embeddings=False),
     "paper": "codellama/CodeLlama-7b-hf",
 }
 
@@ -62,7 +65,7 @@ class TextFamily(Family):
         if mp.name_or_path or isinstance(preset, str):
             return self._pretrained(mp.name_or_path or preset, mp, seed)
         from octopus.model.tokenizer import train_tokenizer
-        tok = train_tokenizer(texts, mp.vocab_size)
+        tok = train_tokenizer(texts, mp.vocab_size, mp.split_names)
         config = LlamaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                              eos_token_id=tok.eos_token_id, **preset)
         torch.manual_seed(seed)

@@ -182,15 +182,65 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
             "sample": texts[0][:2000]}
 
 
+def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: str | Path,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The trained policy rolled out (greedy, one episode each, names grounded) on `sft.val_rollouts` of the
+    held-out training tasks, as the evaluate stage rolls out on the suite: completion with its CI,
+    executable code, step success, failures by cause, and the same split by task source (paper / procedural)."""
+    from octopus.agents.learned import PolicyAgent
+    from octopus.evaluation.metrics import failure_counts, summarize
+    from octopus.evaluation.rollouts import rollout_batch
+    from octopus.model.policy import Policy
+    from octopus.sim.tasks_stage import read_snapshot
+
+    ids = builders.held_out_tasks(val, params.sft.val_rollouts, params.sft.seed)
+    if not ids:
+        return {"tasks": 0}
+    suite = read_snapshot(suite_path)
+    try:
+        tasks = [suite.get(i) for i in ids]
+    except KeyError as err:
+        raise SFTError(f"{suite_path}: {err.args[0]}: the dataset was collected from another suite snapshot") from None
+    m = params.model
+    agent = PolicyAgent(params=params, policy=Policy(pm, max_new_tokens=m.max_new_tokens, batch_size=m.batch_size))
+    t0 = time.perf_counter()
+    records = []
+    for i in range(0, len(tasks), 16):  # 16 live envs (renderers) at a time
+        records += rollout_batch(agent, tasks[i:i + 16], params, name="val")
+    took = time.perf_counter() - t0
+    log(f"sft: {len(records)} held-out training tasks rolled out in {took:.0f} s")
+
+    def figures(recs: list) -> dict[str, Any]:
+        s = summarize(recs, n_boot=1000, seed=params.sft.seed)["all"]
+        out = {"tasks": s["tasks"], "steps": s["steps"]}
+        for k in ("task_completion", "code_executability", "step_success", "plan_score"):
+            v = s[k]
+            out[k], out[f"{k}_lo"], out[f"{k}_hi"] = (v["mean"], v["lo"], v["hi"]) if v else (None, None, None)
+        return out
+
+    by_source = {}
+    for r, t in zip(records, tasks):
+        by_source.setdefault(t.source or "paper", []).append(r)
+    return {**figures(records), "failures": failure_counts(records), "seconds": round(took, 1),
+            "by_source": {k: figures(v) for k, v in sorted(by_source.items())}}
+
+
 def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
               log: Callable[[str], None] = print, quality_samples: int = 64,
-              run_name: str | None = None) -> dict[str, Any]:
-    """Train, save the policy to `out_dir` (replaced atomically), and return the stage's metrics."""
+              run_name: str | None = None, suite_path: str | Path | None = None,
+              split: tuple[list[dict], list[dict]] | None = None) -> dict[str, Any]:
+    """Train, save the policy to `out_dir` (replaced atomically), and return the stage's metrics. With
+    `suite_path` (the suite snapshot the dataset was collected from), `sft.val_rollouts` held-out training
+    tasks are rolled out in the simulator (`val_rollouts` in the metrics). `split`: (train, validation)
+    steps to use instead of the dataset's own split (`octopus bench scaling`)."""
     s, t_start = params.sft, time.perf_counter()
-    steps = builders.read_steps(dataset_dir, s.rows)
-    if s.max_samples:
-        steps = steps[:s.max_samples]
-    train, val = builders.sft_split(steps, s.val_fraction, s.seed)
+    if split is None:
+        steps = builders.read_steps(dataset_dir, s.rows)
+        if s.max_samples:
+            steps = steps[:s.max_samples]
+        train, val = builders.sft_split(steps, s.val_fraction, s.seed)
+    else:
+        train, val = split
     if not train:
         raise SFTError(f"no training steps left after holding out {s.val_fraction:.0%} of tasks")
     log(f"sft: {len(train)} train / {len(val)} validation steps ({s.rows}) from {dataset_dir}")
@@ -226,6 +276,8 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
         return {"metrics": {}, "curve": curve, "main": False}
     pm.model = trainer.accelerator.unwrap_model(pm.model)
     quality = generation_quality(pm, val, val_ex, params, quality_samples) if val_ex else {"generated": 0}
+    rollouts = (val_rollouts(pm, val, params, suite_path, log) if suite_path is not None and s.val_rollouts
+                else None)
     _save_atomic(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
                                      "data": builders.fingerprint(train)})
     epochs = trainer.state.epoch or 0.0
@@ -243,7 +295,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
         "samples_per_s": round(samples / train_s, 3), "tokens_per_s": round(tokens * epochs / train_s, 1),
         "train_s": round(train_s, 2), "encode_s": round(t_encode, 2), "wall_s": round(time.perf_counter() - t_start, 2),
         "peak_memory_mb": round(peak_memory_mb(), 1), "device": str(trainer.args.device),
-        "quality": quality,
+        "quality": quality, "val_rollouts": rollouts,
     }
     if not work_dir:
         shutil.rmtree(work, ignore_errors=True)
