@@ -166,3 +166,23 @@ def test_the_blind_policy_reads_the_message_and_never_decodes_views(tmp_path):
     assert pm.family.name == "text" and not pm.family.reads_views
     with pytest.raises(DatasetError):
         train_sft(_params(), data, tmp_path / "octopus", log=lambda s: None)
+
+
+def test_val_rollouts_play_the_held_out_training_tasks_in_the_simulator(tmp_path):
+    from octopus.config import RenderParams
+    from octopus.sim.tasks import Suite
+    from octopus.sim.tasks_stage import write_suite
+    from octopus.training.sft import SFTError, val_rollouts
+    from tests.helpers import COOK_BACON, kitchen_task
+    tasks = [kitchen_task(COOK_BACON, f"held_{k}", "cook the bacon") for k in range(3)]
+    write_suite(Suite(tasks), tmp_path / "tasks.json")
+    p = _params(sft={"val_rollouts": 2})
+    p = replace(p, render=RenderParams(size=32), sim=replace(p.sim, max_steps=2))
+    pm = build_model(p.model, TEXTS, seed=0)
+    val = [{"task_id": t.id} for t in tasks for _ in range(2)]
+    out = val_rollouts(pm, val, p, tmp_path / "tasks.json", log=lambda s: None)
+    assert out["tasks"] == 2 and out["task_completion"] == 0.0  # a random-init model completes nothing
+    assert 0 <= out["code_executability"] <= 1 and out["by_source"]["octogibson"]["tasks"] == 2
+    assert sum(out["failures"]["episodes"].values()) == 2 and sum(out["failures"]["steps"].values()) == 4
+    with pytest.raises(SFTError, match="collected from another suite snapshot"):
+        val_rollouts(pm, [{"task_id": "not_in_the_suite"}], p, tmp_path / "tasks.json", log=lambda s: None)
