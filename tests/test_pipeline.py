@@ -33,7 +33,8 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     params["render"]["size"] = 32
     params["collect"].update(max_tasks=3, runner={"kind": "thread", "workers": 1})  # a partial block: retries kept
     params["model"].update(image_size=32, max_length=256, vocab_size=400, max_new_tokens=16)
-    params["sft"].update(rows="all", epochs=1, val_fraction=0.34, report_to="none")
+    params["tasks"]["procedural"] = 20  # the feature, at a test's size
+    params["sft"].update(rows="all", epochs=1, val_fraction=0.34, report_to="none", val_rollouts=2)
     params["policies"]["blind"]["model"]["max_length"] = 512
     params["evaluate"].update(max_tasks=4, seeds=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -59,7 +60,7 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
         assert sft["train_steps"] + sft["val_steps"] == collect["rows"] and sft["family"] == family
         assert (repo / "models" / "sft" / policy / "octopus.json").exists()
     evaluate = json.loads((repo / "reports" / "evaluate.json").read_text())
-    assert set(evaluate["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft"}
+    assert set(evaluate["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft", "octopus_sft_names"}
     assert evaluate["agents"]["oracle"]["all"]["task_completion"] == 1.0
     head = _run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
     assert evaluate["meta"]["git"]["commit"] == head  # provenance: the code revision that made the table

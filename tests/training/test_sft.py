@@ -23,7 +23,7 @@ from tests.validation import dataset
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"model": {"image_size": SIZE, "max_length": 256, "vocab_size": 400, "max_new_tokens": 16, "batch_size": 4},
         "sft": {"rows": "all", "epochs": 2, "batch_size": 4, "eval_every": 2, "log_every": 1, "val_fraction": 0.34,
-                "report_to": "none"}}
+                "report_to": "none", "val_rollouts": 0}}
 
 
 def _params(**over) -> Params:
