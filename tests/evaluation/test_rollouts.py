@@ -247,3 +247,11 @@ def test_a_failing_batched_call_fails_that_rounds_episodes_and_keeps_their_steps
 def test_agents_without_respond_batch_answer_one_by_one(kitchen, params):
     recs = rollout_batch(make_agent("oracle"), [kitchen, kitchen], params, name="oracle")
     assert [r.success for r in recs] == [True, True]
+
+
+def test_live_caps_the_episodes_at_a_time_and_changes_no_episode(eval_tasks, params):
+    capped = Batched(after=99, then="")
+    recs = rollout_batch(capped, eval_tasks, params, seed=0, name="oracle", live=1)
+    free = rollout_batch(Batched(after=99, then=""), eval_tasks, params, seed=0, name="oracle")
+    assert [strip_wall(r) for r in recs] == [strip_wall(r) for r in free]
+    assert set(capped.batches) == {1}

@@ -165,6 +165,15 @@ def summarize(records: list[EpisodeRecord | dict], n_boot: int = 1000, seed: int
     return {name: _group([r for r in recs if keep(r)], n_boot, seed, ci) for name, keep in GROUPS.items()}
 
 
+def flatten(group: dict[str, Any]) -> dict[str, Any]:
+    """One group of `summarize()` as flat numbers: counts, and each metric as metric, metric_lo, metric_hi."""
+    flat: dict[str, Any] = {k: v for k, v in group.items() if k not in METRICS}
+    for m in METRICS:
+        v = group.get(m)
+        flat[m], flat[f"{m}_lo"], flat[f"{m}_hi"] = (v["mean"], v["lo"], v["hi"]) if v else (None, None, None)
+    return flat
+
+
 def per_task(records: list[EpisodeRecord | dict]) -> list[dict[str, Any]]:
     """One row per task of ONE agent (sorted by id): episodes, crashed, success rate over seeds, mean plan score."""
     rows = []

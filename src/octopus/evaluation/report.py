@@ -21,7 +21,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from octopus.evaluation.metrics import GROUPS, METRICS
+from octopus.evaluation.metrics import GROUPS, flatten
 from octopus.evaluation.rollouts import EpisodeRecord, slug
 from octopus.files import replace_dir, write_atomic, write_json
 
@@ -74,16 +74,8 @@ def _paper_rows(paper: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[
 
 def metrics_json(results: dict[str, dict]) -> dict[str, Any]:
     """{"agents": {agent: {group: {metric, metric_lo, metric_hi, tasks, episodes, crashed, steps}}}}."""
-    agents: dict[str, Any] = {}
-    for agent, summary in results.items():
-        agents[agent] = {}
-        for group, values in summary.items():
-            flat: dict[str, Any] = {k: v for k, v in values.items() if k not in METRICS}
-            for m in METRICS:
-                v = values.get(m)
-                flat[m], flat[f"{m}_lo"], flat[f"{m}_hi"] = (v["mean"], v["lo"], v["hi"]) if v else (None, None, None)
-            agents[agent][group] = flat
-    return {"agents": agents}
+    return {"agents": {agent: {group: flatten(values) for group, values in summary.items()}
+                       for agent, summary in results.items()}}
 
 
 def plot_rows(results: dict[str, dict]) -> list[dict[str, Any]]:

@@ -204,28 +204,34 @@ def _drive(episodes: list, respond) -> list[EpisodeRecord]:
     return records  # type: ignore[return-value]
 
 
+def _one_by_one(agent: Agent):
+    """`_drive`'s respond for an agent that answers one observation at a time."""
+    return lambda asks: [(agent.respond(obs, info), _grounding(agent)) for obs, info in asks]
+
+
 def rollout(agent: Agent, task: Task, params: Params, seed: int = 0, views_dir: Path | None = None,
             name: str | None = None) -> EpisodeRecord:
     """Run one episode of `task` with `agent` (named `name`, else its `name` attribute or class name)."""
     agent_name = name or getattr(agent, "name", None) or type(agent).__name__
-    return _drive([_episode(agent, task, params, seed, views_dir, agent_name)],
-                  lambda asks: [(agent.respond(obs, info), _grounding(agent)) for obs, info in asks])[0]
+    return _drive([_episode(agent, task, params, seed, views_dir, agent_name)], _one_by_one(agent))[0]
 
 
 def rollout_batch(agent: Agent, tasks: list[Task], params: Params, seed: int = 0, views_dir: Path | None = None,
-                  name: str | None = None) -> list[EpisodeRecord]:
+                  name: str | None = None, live: int | None = None) -> list[EpisodeRecord]:
     """Episodes of `tasks` in lockstep, the same episodes as `rollout` gives one by one: each round, one
     `agent.respond_batch(observations, infos)` call answers every running episode (a policy's batched
-    generate); agents without `respond_batch` answer one by one. Each record's wall_s includes waiting for
+    generate); agents without `respond_batch` answer one by one. `live`: at most that many episodes (envs,
+    renderers) at a time, the tasks taken in order (None: all). Each record's wall_s includes waiting for
     the others of its round. If a batched call raises, every episode of that round fails with its message."""
     agent_name = name or getattr(agent, "name", None) or type(agent).__name__
     batched = getattr(agent, "respond_batch", None)
 
     def respond(asks: list[tuple]) -> list[tuple]:
-        if batched is None:
-            return [(agent.respond(obs, info), _grounding(agent)) for obs, info in asks]
         texts = batched([o for o, _ in asks], [i for _, i in asks])
         groundings = getattr(agent, "last_groundings", None) or [None] * len(texts)
         return [(t, _mapping(g)) for t, g in zip(texts, groundings)]
 
-    return _drive([_episode(agent, t, params, seed, views_dir, agent_name) for t in tasks], respond)
+    step = live or max(len(tasks), 1)
+    return [r for i in range(0, len(tasks), step)
+            for r in _drive([_episode(agent, t, params, seed, views_dir, agent_name) for t in tasks[i:i + step]],
+                            respond if batched is not None else _one_by_one(agent))]

@@ -38,15 +38,16 @@ class TokenIndex:
         self.tokenizer = tokenizer
         special = set(tokenizer.all_special_ids)
         ids = [i for i in range(len(tokenizer)) if i not in special]
+        plain = {i: tokenizer.decode([i]) for i in ids}
 
         def after(prefix: str) -> dict[int, str]:
             # the prefix's own token (not tokenizer(prefix): split_names encodes '"' as '"' + ' ')
             pre = tokenizer.convert_tokens_to_ids(prefix)
             if pre is None or pre == tokenizer.unk_token_id or tokenizer.decode([pre]) != prefix:
-                return {i: tokenizer.decode([i]) for i in ids}  # no token for it: decode plainly
+                return plain  # no token for it: decode plainly
             return {i: tokenizer.decode([pre, i])[len(prefix):] for i in ids}
 
-        self.pieces = {"quote": after('"'), "underscore": after("_"), "plain": {i: tokenizer.decode([i]) for i in ids}}
+        self.pieces = {"quote": after('"'), "underscore": after("_"), "plain": plain}
         self.by_first: dict[str, dict[str, list[int]]] = {}
         for where, pieces in self.pieces.items():
             index: dict[str, list[int]] = defaultdict(list)

@@ -31,9 +31,7 @@ def _suite_figures(checkpoint: Path, params: Params) -> dict[str, Any]:
 
     tasks = read_snapshot(paths.SUITE_TASKS).evaluation()
     agent = PolicyAgent(checkpoint, params=params)
-    records = []
-    for i in range(0, len(tasks), 16):
-        records += rollout_batch(agent, tasks[i:i + 16], params, name="scaling")
+    records = rollout_batch(agent, tasks, params, name="scaling", live=16)
     s = summarize(records, n_boot=params.evaluate.n_boot, seed=params.evaluate.seed)
     out: dict[str, Any] = {"tasks": len(records)}
     for group in ("all", "seen", "unseen", "follow", "reason"):

@@ -188,7 +188,7 @@ def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: s
     held-out training tasks, as the evaluate stage rolls out on the suite: completion with its CI,
     executable code, step success, failures by cause, and the same split by task source (paper / procedural)."""
     from octopus.agents.learned import PolicyAgent
-    from octopus.evaluation.metrics import failure_counts, summarize
+    from octopus.evaluation.metrics import failure_counts, flatten, summarize
     from octopus.evaluation.rollouts import rollout_batch
     from octopus.model.policy import Policy
     from octopus.sim.tasks_stage import read_snapshot
@@ -204,19 +204,16 @@ def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: s
     m = params.model
     agent = PolicyAgent(params=params, policy=Policy(pm, max_new_tokens=m.max_new_tokens, batch_size=m.batch_size))
     t0 = time.perf_counter()
-    records = []
-    for i in range(0, len(tasks), 16):  # 16 live envs (renderers) at a time
-        records += rollout_batch(agent, tasks[i:i + 16], params, name="val")
+    records = rollout_batch(agent, tasks, params, name="val", live=16)  # 16 live envs (renderers) at a time
     took = time.perf_counter() - t0
     log(f"sft: {len(records)} held-out training tasks rolled out in {took:.0f} s")
 
+    keep = ("tasks", "steps", *(f"{k}{end}" for k in ("task_completion", "code_executability", "step_success",
+                                                       "plan_score") for end in ("", "_lo", "_hi")))
+
     def figures(recs: list) -> dict[str, Any]:
-        s = summarize(recs, n_boot=1000, seed=params.sft.seed)["all"]
-        out = {"tasks": s["tasks"], "steps": s["steps"]}
-        for k in ("task_completion", "code_executability", "step_success", "plan_score"):
-            v = s[k]
-            out[k], out[f"{k}_lo"], out[f"{k}_hi"] = (v["mean"], v["lo"], v["hi"]) if v else (None, None, None)
-        return out
+        flat = flatten(summarize(recs, n_boot=1000, seed=params.sft.seed)["all"])
+        return {k: flat[k] for k in keep}
 
     by_source = {}
     for r, t in zip(records, tasks):
