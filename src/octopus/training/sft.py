@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -26,12 +25,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from transformers import TrainerCallback
 
 from octopus.config import Params
 from octopus.data import builders
 from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode
 from octopus.files import replace_dir
+from octopus.training.hf import StderrLogs, precision_flags, quiet  # noqa: F401 - also the sft API
 
 
 class SFTError(RuntimeError):
@@ -71,15 +70,6 @@ def encode_steps(pm: PolicyModel, steps: list[dict], workers: int = 2) -> tuple[
     return examples, sum(e.truncated > 0 for e in examples)
 
 
-def precision_flags(precision: str) -> dict[str, bool]:
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    if precision in ("bf16", "fp16") and not cuda:
-        raise SFTError(f"sft.precision {precision} needs a GPU; use fp32 (or auto) on a CPU")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
 def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, params: Params, work_dir: Path,
                  callbacks: list | None = None, run_name: str | None = None):
     """The SFTTrainer for this run (model's own loss on response tokens; our vision collator)."""
@@ -111,25 +101,6 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
                              data_collator=IndexedCollator(pm, train_examples + val_examples),
                              processing_class=pm.tokenizer,
                              callbacks=callbacks))
-
-
-class StderrLogs(TrainerCallback):
-    """Trainer logs as one short line on stderr (stdout stays clean for --json output)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            keep = {k: v for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm")}
-            if keep:
-                print(f"step {state.global_step} epoch {state.epoch or 0:.2f} " +
-                      " ".join(f"{k}={v:.4g}" for k, v in keep.items()), file=sys.stderr, flush=True)
-
-
-def quiet(trainer):
-    """Swap transformers' stdout printer for `StderrLogs`."""
-    from transformers.trainer_callback import PrinterCallback
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(StderrLogs())
-    return trainer
 
 
 def apply_lora(pm: PolicyModel, params: Params) -> None:

@@ -1,0 +1,44 @@
+"""What every stage's Hugging Face Trainer shares: precision flags for the device, and quiet logs.
+
+    cfg = SFTConfig(..., **precision_flags("auto"))    # bf16 on a GPU that has it, fp32 on a CPU
+    trainer = quiet(SFTTrainer(...))                    # one short line per log on stderr
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from transformers import TrainerCallback
+
+
+class PrecisionError(ValueError):
+    """A precision this machine cannot train in."""
+
+
+def precision_flags(precision: str, field: str = "sft.precision") -> dict[str, bool]:
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not cuda:
+        raise PrecisionError(f"{field} {precision} needs a GPU; use fp32 (or auto) on a CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+class StderrLogs(TrainerCallback):
+    """Trainer logs as one short line on stderr (stdout stays clean for --json output)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            keep = {k: v for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm")}
+            if keep:
+                print(f"step {state.global_step} epoch {state.epoch or 0:.2f} " +
+                      " ".join(f"{k}={v:.4g}" for k, v in keep.items()), file=sys.stderr, flush=True)
+
+
+def quiet(trainer):
+    """Swap transformers' stdout printer for `StderrLogs`."""
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(StderrLogs())
+    return trainer
