@@ -50,7 +50,8 @@ def read_steps(directory: str | Path, rows: str = "positive") -> list[dict]:
     return out
 
 
-def _bucket(task_id: str, seed: int) -> float:
+def task_bucket(task_id: str, seed: int) -> float:
+    """A task's place in [0, 1) for a seed: the order in which held-out tasks are chosen."""
     digest = hashlib.sha256(f"{seed}/{task_id}".encode()).digest()
     return int.from_bytes(digest[:8], "little") / 2 ** 64
 
@@ -59,13 +60,13 @@ def sft_split(steps: list[dict], val_fraction: float, seed: int) -> tuple[list[d
     """(train, val): whole tasks held out, about `val_fraction` of them, chosen by a seeded hash."""
     tasks = sorted({r["task_id"] for r in steps})
     n_val = round(len(tasks) * val_fraction) if len(tasks) > 1 else 0
-    held = set(sorted(tasks, key=lambda t: _bucket(t, seed))[:n_val])
+    held = set(sorted(tasks, key=lambda t: task_bucket(t, seed))[:n_val])
     return [r for r in steps if r["task_id"] not in held], [r for r in steps if r["task_id"] in held]
 
 
 def held_out_tasks(val: list[dict], n: int, seed: int) -> list[str]:
     """Up to `n` task ids of the validation steps, in the split's seeded order (the rollout sample)."""
-    return sorted({r["task_id"] for r in val}, key=lambda t: _bucket(t, seed))[:n]
+    return sorted({r["task_id"] for r in val}, key=lambda t: task_bucket(t, seed))[:n]
 
 
 def decode_all(steps: list[dict], size: int | None, workers: int = 2) -> list[np.ndarray]:
