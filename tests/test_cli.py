@@ -18,7 +18,7 @@ from tests.sim.test_episode import response
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [[], ["tasks"], ["sim"], ["bench"], ["tasks", "list"], ["tasks", "check"], ["tasks", "export"],
             ["sim", "run"], ["sim", "step"], ["bench", "sim"], ["bench", "collect"], ["bench", "sft"],
-            ["collect"], ["validate"], ["sft"], ["evaluate"], ["params"]]
+            ["collect"], ["validate"], ["sft"], ["reward"], ["rlef"], ["evaluate"], ["params"]]
 
 
 def octopus(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -45,7 +45,7 @@ def test_help_on_every_command(cmd):
 def test_the_commands_were_renamed():
     """`data bench`, `model bench` and `sim bench` became `bench collect | sft | sim`."""
     top = invoke("--help").output
-    for name in ("tasks", "sim", "collect", "validate", "sft", "evaluate", "bench", "params"):
+    for name in ("tasks", "sim", "collect", "validate", "sft", "reward", "rlef", "evaluate", "bench", "params"):
         assert f" {name} " in top, name
     assert " data " not in top and " model " not in top
     assert invoke("sim", "bench", "--help").exit_code == 2 and invoke("data", "bench", "--help").exit_code == 2
@@ -192,8 +192,12 @@ DATASET_MISSING = "data/dataset is missing: run `dvc repro collect` first"
     ("validate", [], TASKS_MISSING),
     ("validate", ["data/tasks/tasks.json"], DATASET_MISSING),  # the first missing input is named
     ("sft", [], DATASET_MISSING),
+    ("reward", [], DATASET_MISSING),
+    ("rlef", ["data/dataset/manifest.json"], "models/sft/octopus is missing: run `dvc repro sft@octopus` first"),
+    ("rlef", ["data/dataset/manifest.json", "models/sft/octopus/octopus.json"],
+     "models/reward is missing: run `dvc repro reward` first"),
     ("evaluate", [], TASKS_MISSING),
-], ids=["collect", "validate", "validate-no-dataset", "sft", "evaluate"])
+], ids=["collect", "validate", "validate-no-dataset", "sft", "reward", "rlef-no-sft", "rlef-no-reward", "evaluate"])
 def test_a_stage_without_its_input_says_what_to_run_and_exits_2(tmp_path, stage, made, message):
     for rel in made:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

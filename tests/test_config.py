@@ -59,7 +59,7 @@ def test_an_unknown_policy_is_a_clear_error():
 # ---------------------------------------------------------------------- sections
 def test_an_unknown_section_is_an_error_naming_it_and_the_closest():
     with pytest.raises(ConfigError, match=r"^evalute: unknown section \(did you mean evaluate\?\); known sections: "
-                                          r"sim, tasks, render, collect, validate, model, sft, evaluate, policies$"):
+                                          r"sim, tasks, render, collect, validate, model, sft, reward, rlef, evaluate, policies$"):
         parse_params({"evalute": {"seeds": 1}})
     with pytest.raises(ConfigError, match=r"^wandb: unknown section; known sections: sim, "):  # nothing close
         parse_params({"wandb": {}})
@@ -125,7 +125,7 @@ def test_the_reference_lists_every_field_of_every_section():
     ref = reference()
     sections = re.findall(r"^## (\S+)$", ref, re.M)
     assert sections == ["sim", "tasks", "render", "collect", "collect.runner", "collect.oracle", "collect.llm",
-                        "validate", "model", "sft", "evaluate", "evaluate.runner", "policies"]
+                        "validate", "model", "sft", "reward", "rlef", "evaluate", "evaluate.runner", "policies"]
     for name in sections[:-1]:
         cls = type(functools.reduce(getattr, name.split("."), Params()))
         table = _block(ref, name)

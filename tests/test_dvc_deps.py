@@ -16,6 +16,8 @@ STAGES = {
     "collect": (["octopus.data.flow"], ["octopus.agents.learned", "octopus.model"]),
     "validate": (["octopus.validation.stage", "octopus.validation"], []),
     "sft": (["octopus.training.sft"], []),
+    "reward": (["octopus.training.reward"], []),
+    "rlef": (["octopus.training.rlef"], []),
     "evaluate": (["octopus.evaluation.stage"], []),
 }
 

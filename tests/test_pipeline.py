@@ -1,4 +1,5 @@
-"""The DVC pipeline end to end on tiny params: tasks -> collect -> validate -> sft@octopus, sft@blind -> evaluate,
+"""The DVC pipeline end to end on tiny params: tasks -> collect -> validate -> sft@octopus, sft@blind -> reward
+-> rlef -> evaluate,
 a no-op rerun, push and pull."""
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     params["tasks"]["procedural"] = 20  # the feature, at a test's size
     params["sft"].update(rows="all", epochs=1, val_fraction=0.34, report_to="none", val_rollouts=2)
     params["policies"]["blind"]["model"]["max_length"] = 512
+    params["reward"].update(max_length=256, vocab_size=400, epochs=1.0, held_out=0.34)
+    params["rlef"].update(extra=["dpo"], states=8, updates=2, batch_size=4, minibatch_size=4, report_to="none")
     params["evaluate"].update(max_tasks=4, seeds=1)
+    params["evaluate"]["agents"] = ["random", "oracle", "blind_sft", "octopus_sft", "octopus_sft_names",
+                                    "octopus_rlef", "octopus_rlef_dpo"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n/reports/\n/models/\n")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -60,7 +65,13 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
         assert sft["train_steps"] + sft["val_steps"] == collect["rows"] and sft["family"] == family
         assert (repo / "models" / "sft" / policy / "octopus.json").exists()
     evaluate = json.loads((repo / "reports" / "evaluate.json").read_text())
-    assert set(evaluate["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft", "octopus_sft_names"}
+    reward = json.loads((repo / "reports" / "reward.json").read_text())
+    assert reward["pairs"]["sibling"] + reward["pairs"]["rule"] == reward["train_pairs"] + reward["held_out_pairs"]
+    rlef = json.loads((repo / "reports" / "rlef.json").read_text())
+    assert set(rlef) == {"octopus_rlef", "octopus_rlef_dpo"} and rlef["octopus_rlef"]["updates"] == 2
+    assert (repo / "reports" / "rlef" / "octopus_curve.json").is_file()
+    assert set(evaluate["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft", "octopus_sft_names",
+                                       "octopus_rlef", "octopus_rlef_dpo"}
     assert evaluate["agents"]["oracle"]["all"]["task_completion"] == 1.0
     head = _run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
     assert evaluate["meta"]["git"]["commit"] == head  # provenance: the code revision that made the table
@@ -72,11 +83,13 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     _run([*dvc, "push"], repo, env)
     shutil.rmtree(repo / "data" / "dataset")
     shutil.rmtree(repo / "models" / "sft")
+    shutil.rmtree(repo / "models" / "rlef")
     shutil.rmtree(repo / ".dvc" / "cache")
     _run([*dvc, "pull"], repo, env)
     assert (repo / "data" / "dataset" / "manifest.json").read_text() == manifest
     from octopus.model.policy import Policy
     assert Policy.from_pretrained(repo / "models" / "sft" / "octopus", max_new_tokens=4).pm.meta["from_scratch"]
     assert Policy.from_pretrained(repo / "models" / "sft" / "blind", max_new_tokens=4).pm.family.name == "text"
+    assert Policy.from_pretrained(repo / "models" / "rlef" / "octopus", max_new_tokens=4).pm.meta["rlef"]["algorithm"] == "ppo"
     status = _run([*dvc, "status"], repo, env)
     assert "changed" not in status.stdout

@@ -232,7 +232,7 @@ class SFTParams:
 class EvaluateParams:
     """The evaluate stage: agents on the 60-task evaluation suite (paper Tables 3-4)."""
 
-    agents: list = _f(["random", "oracle", "blind_sft", "octopus_sft"], "table rows: random | oracle | llm "
+    agents: list = _f(["random", "oracle", "blind_sft", "octopus_sft", "octopus_rlef"], "table rows: random | oracle | llm "
                       "(collect.llm's endpoint, the paper's GPT-4 rows) | NAME_sft (the sft checkpoint of "
                       "policies.NAME)")
     max_tasks: Optional[int] = _f(None, "evaluate on the first N suite tasks only (null: all 60; for quick checks)",
@@ -245,6 +245,118 @@ class EvaluateParams:
                                  metadata={"help": "the fan-out of episodes (kind, workers, address, task_retries); "
                                            "an episode still failing after its retries is recorded as crashed"})
     save_views: bool = _f(True, "keep each step's views for the HTML rollout report")
+
+
+RLEF_ALGORITHMS = ("ppo", "grpo", "rloo", "dpo")
+RLEF_REWARDS = ("model", "simulator", "both")
+
+
+@dataclass(frozen=True)
+class RewardParams:
+    """The reward stage: r_phi, a text-only sequence classifier trained on the trees' preference pairs."""
+
+    preset: str = _f("tiny", "tiny (a 2-layer Llama from scratch on the offline tokenizer, CPU) | paper "
+                     "(codellama/CodeLlama-7b-hf with a value head, the paper's; needs the weights)",
+                     choices=("tiny", "paper"))
+    name_or_path: str = _f("", "hub id or local path to start from (empty: the preset's)")
+    max_length: int = _f(1024, "tokens per (message, response); a longer message loses its middle", lo=64,
+                         hi=32768)
+    vocab_size: int = _f(4096, "BPE vocabulary trained offline (tiny)", lo=300, hi=262144)
+    pairs: str = _f("all", "pairs trained on: all | sibling (shared parent state) | rule (lone nodes, by the "
+                    "task-level rule)", choices=("all", "sibling", "rule"))
+    held_out: float = _f(0.2, "share of TASKS held out for the reported accuracy and AUC", lo=0.0, hi=0.9)
+    epochs: float = _f(1.5, "passes over the training pairs", lo=0.01, hi=1000)
+    max_steps: int = _f(-1, "optimizer steps (overrides epochs when > 0)", lo=-1)
+    batch_size: int = _f(8, "pairs per optimizer step", lo=1, hi=4096)
+    learning_rate: float = _f(1e-3, "peak learning rate (cosine decay)", lo=0.0, hi=1.0)
+    center_rewards: float = _f(0.01, "RewardTrainer's center_rewards_coefficient: keeps scores near 0 (0: off)",
+                               lo=0.0, hi=10.0)
+    eval_every: int = _f(200, "optimizer steps between held-out losses", lo=1)
+    log_every: int = _f(20, "optimizer steps between logged train losses", lo=1)
+    seed: int = _f(0, "seed for init, shuffling and the held-out tasks", lo=0)
+    precision: str = _f("auto", "auto | fp32 | bf16 | fp16", choices=("auto", "fp32", "bf16", "fp16"))
+    report_to: str = _f("none", "wandb | none", choices=("wandb", "none"))
+
+
+@dataclass(frozen=True)
+class RlefParams:
+    """The rlef stage: the SFT policy improved against environmental feedback (paper Eq. 2), one row per run."""
+
+    policy: str = _f("octopus", "the entry of `policies` whose SFT checkpoint is improved (models/sft/NAME)")
+    algorithm: str = _f("ppo", "ppo (the paper's: value head, GAE, clipped losses) | grpo | rloo (group "
+                        "baselines, no critic) | dpo (offline, TRL's DPOTrainer on the trees' pairs)",
+                        choices=RLEF_ALGORITHMS)
+    reward: str = _f("model", "model (the reward stage's r_phi, the paper's) | simulator (execute the response "
+                     "from its state: targets met, goal progress, task completion) | both (their sum)",
+                     choices=RLEF_REWARDS)
+    extra: list = _f(["grpo", "dpo"], "more runs, each its own row NAME_rlef_RUN: 'grpo', 'rloo', 'dpo', 'ppo:simulator', "
+                     "'grpo:both', ... (algorithm[:reward])")
+    states: Optional[int] = _f(512, "D_R states sampled from (distinct pre-step states of training-task nodes; "
+                               "null: all)", lo=1)
+    updates: int = _f(10, "rollout -> advantages -> update rounds (ppo, grpo, rloo)", lo=1)
+    batch_size: int = _f(16, "responses per update", lo=1, hi=4096)
+    group_size: int = _f(4, "responses per state for grpo and rloo (ppo: 1)", lo=2, hi=256)
+    epochs: int = _f(2, "passes over each rollout batch", lo=1, hi=100)
+    minibatch_size: int = _f(8, "responses per gradient step (also DPO's pairs per step)", lo=1, hi=4096)
+    learning_rate: float = _f(2e-5, "AdamW learning rate", lo=0.0, hi=1.0)
+    lora: bool = _f(False, "train LoRA adapters on the policy's LM (sft.lora_r, sft.lora_alpha), merged when saved "
+                    "(the paper-scale configuration, infra/params-paper.yaml)")
+    beta: float = _f(0.05, "KL coefficient (Eq. 2's beta): per token for ppo, per response for rloo, a loss "
+                     "term for grpo", lo=0.0, hi=100.0)
+    adaptive_kl: bool = _f(False, "adapt beta towards target_kl (Ziegler et al. 2019)")
+    target_kl: float = _f(6.0, "nats per response, for adaptive_kl", lo=0.0)
+    kl_horizon: int = _f(10000, "responses over which adaptive beta moves", lo=1)
+    gamma: float = _f(1.0, "discount over response tokens", lo=0.0, hi=1.0)
+    lam: float = _f(0.95, "GAE lambda", lo=0.0, hi=1.0)
+    clip_range: float = _f(0.2, "policy ratio clip", lo=0.0, hi=10.0)
+    clip_range_value: float = _f(0.2, "value clip", lo=0.0, hi=100.0)
+    vf_coef: float = _f(0.1, "value loss weight", lo=0.0, hi=100.0)
+    ent_coef: float = _f(0.0, "entropy bonus weight", lo=0.0, hi=10.0)
+    max_grad_norm: float = _f(1.0, "gradient norm clip", lo=0.0)
+    temperature: float = _f(1.0, "sampling temperature of rollouts (the log-probabilities use the same)",
+                            lo=0.01, hi=5.0)
+    max_new_tokens: Optional[int] = _f(360, "generation budget per rollout response (null: model.max_new_tokens; "
+                                       "the teacher's responses are <= ~390 tokens, 99% <= ~340)", lo=1)
+    dpo_beta: float = _f(0.1, "DPO's beta", lo=0.0, hi=100.0)
+    dpo_epochs: float = _f(0.5, "DPO passes over the preference pairs", lo=0.01, hi=100)
+    dpo_pairs: str = _f("sibling", "DPO pairs: sibling (a shared state, the standard DPO) | all (with rule "
+                        "pairs)", choices=("sibling", "all"))
+    seed: int = _f(0, "seed for state sampling, generation and minibatches", lo=0)
+    report_to: str = _f("wandb", "wandb (offline unless WANDB_API_KEY is set; per-update statistics) | none",
+                        choices=("wandb", "none"))
+
+
+@dataclass(frozen=True)
+class RlefRun:
+    """One configured RLEF run: an algorithm with a reward source, and the row it becomes."""
+
+    name: str        # "" for the main run (models/rlef/POLICY, row POLICY_rlef), else e.g. "grpo", "ppo_simulator"
+    algorithm: str
+    reward: str
+
+    def checkpoint_name(self, policy: str) -> str:
+        return policy if not self.name else f"{policy}_{self.name}"
+
+    def row(self, policy: str) -> str:
+        return f"{policy}_rlef" + (f"_{self.name}" if self.name else "")
+
+
+def rlef_runs(r: "RlefParams") -> list[RlefRun]:
+    """The main run (rlef.algorithm with rlef.reward), then each of rlef.extra ('grpo', 'ppo:simulator', ...)."""
+    out = [RlefRun("", r.algorithm, r.reward)]
+    for spec in r.extra:
+        algorithm, _, reward = str(spec).partition(":")
+        reward = reward or r.reward
+        if algorithm not in RLEF_ALGORITHMS:
+            raise ConfigError(f"rlef.extra: unknown algorithm {algorithm!r} in {spec!r}; known: "
+                              f"{', '.join(RLEF_ALGORITHMS)}")
+        if reward not in RLEF_REWARDS:
+            raise ConfigError(f"rlef.extra: unknown reward source {reward!r} in {spec!r}; known: "
+                              f"{', '.join(RLEF_REWARDS)}")
+        if (algorithm, reward) in {(o.algorithm, o.reward) for o in out}:
+            raise ConfigError(f"rlef.extra: {spec!r} repeats a configured run")
+        out.append(RlefRun(algorithm if reward == r.reward else f"{algorithm}_{reward}", algorithm, reward))
+    return out
 
 
 #: policies trained by the sft stage (one DVC stage `sft@NAME` and one table row `NAME_sft` each) and
@@ -265,12 +377,15 @@ class Params:
     validate: ValidateParams = field(default_factory=ValidateParams)
     model: ModelParams = field(default_factory=ModelParams)
     sft: SFTParams = field(default_factory=SFTParams)
+    reward: RewardParams = field(default_factory=RewardParams)
+    rlef: RlefParams = field(default_factory=RlefParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     policies: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_POLICIES))
 
     def __post_init__(self) -> None:
         for name in self.policies:  # each policy's overrides must make valid sections
             self._policy_sections(name)
+        rlef_runs(self.rlef)  # each of rlef.extra names a known algorithm[:reward], once
 
     def for_policy(self, name: str) -> "Params":
         """These params with policy `name`'s overrides applied to `model` and `sft`."""
@@ -352,7 +467,11 @@ def parse_params(raw: Any) -> Params:
             continue
         cls = typing.get_type_hints(Params)[key]
         out[key] = _section(cls, key, value)
-    return Params(**out)
+    params = Params(**out)
+    if "rlef" in raw and params.rlef.policy not in params.policies:  # (default params may rename the policies)
+        raise ConfigError(f"rlef.policy: no policy {params.rlef.policy!r} in `policies` "
+                          f"(known: {', '.join(params.policies)})")
+    return params
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -15,8 +15,12 @@ COLLECT_PARTS = DATA / "collect-parts"      # collect stage: finished episodes, 
 DATA_DOCS = DATA / "data-docs"              # validate stage: great_expectations Data Docs (HTML)
 MODELS = Path("models")
 SFT_MODELS = MODELS / "sft"                 # sft stage: one checkpoint per policy (save_pretrained + octopus.json)
+REWARD_MODEL = MODELS / "reward"            # reward stage: r_phi (save_pretrained + octopus_reward.json)
+RLEF_MODELS = MODELS / "rlef"               # rlef stage: one checkpoint per run (loads like an sft one)
 REPORTS = Path("reports")
 SFT_REPORTS = REPORTS / "sft"               # sft stage: metrics and loss curve per policy
+REWARD_CURVE = REPORTS / "reward_curve.json"  # reward stage: losses and accuracies per logged step (DVC plots)
+RLEF_REPORTS = REPORTS / "rlef"             # rlef stage: per-update statistics per run (DVC plots)
 EVAL_TABLE = REPORTS / "evaluate.md"        # evaluate stage: the Table-3-shaped table
 EVAL_PLOTS = REPORTS / "evaluate_plots.json"  # evaluate stage: task completion per agent and split (DVC plots)
 EVAL_HTML = REPORTS / "rollouts"            # evaluate stage: static HTML rollout report (index.html)
@@ -25,7 +29,7 @@ MANIFEST = "manifest.json"
 LLM_CACHE = DATA / "llm-cache"             # collect stage (llm teacher): responses keyed by request
 
 #: inputs of a stage -> the command that makes them (a stage missing one says so and exits 2)
-MADE_BY = {SUITE_TASKS: "dvc repro tasks", DATASET: "dvc repro collect"}
+MADE_BY = {SUITE_TASKS: "dvc repro tasks", DATASET: "dvc repro collect", REWARD_MODEL: "dvc repro reward"}
 
 
 def report(stage: str) -> Path:
@@ -46,3 +50,13 @@ def sft_report(policy: str) -> Path:
 def sft_curve(policy: str) -> Path:
     """Its loss per logged step (DVC plots): reports/sft/<policy>_curve.json."""
     return SFT_REPORTS / f"{policy}_curve.json"
+
+
+def rlef_model(name: str) -> Path:
+    """An rlef run's checkpoint: models/rlef/<policy> (the main run) or models/rlef/<policy>_<run>."""
+    return RLEF_MODELS / name
+
+
+def rlef_curve(name: str) -> Path:
+    """Its statistics per update (DVC plots): reports/rlef/<name>_curve.json."""
+    return RLEF_REPORTS / f"{name}_curve.json"

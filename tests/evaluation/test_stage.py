@@ -76,7 +76,8 @@ def test_missing_checkpoint_and_unknown_agents_are_clear_errors(project):
         run_evaluate(load_params(cwd / "params.yaml"), [])
     p = load_params(project(agents=["gpt5"]) / "params.yaml")
     with pytest.raises(EvaluateError, match="unknown agent 'gpt5'; known: random, oracle, llm, octopus_sft, "
-                                            "octopus_sft_names, blind_sft, blind_sft_names"):
+                                            "octopus_sft_names, blind_sft, blind_sft_names, octopus_rlef, "
+                                            "octopus_rlef_grpo, octopus_rlef_dpo"):
         run_evaluate(p, [])
     with pytest.raises(EvaluateError, match="unknown agent 'tiny_sft'.*needs NAME in `policies`"):
         run_evaluate(load_params(project(agents=["tiny_sft"]) / "params.yaml"), [])
@@ -119,7 +120,11 @@ def test_the_table_has_the_fixed_rows_and_one_row_per_policy_and_checkpoint_stag
     from octopus.evaluation.rows import PAPER, table_rows
     p = Params()
     rows = table_rows(p)
-    assert list(rows) == ["random", "oracle", "llm", "octopus_sft", "octopus_sft_names", "blind_sft", "blind_sft_names"]
+    assert list(rows) == ["random", "oracle", "llm", "octopus_sft", "octopus_sft_names", "blind_sft", "blind_sft_names",
+                          "octopus_rlef", "octopus_rlef_grpo", "octopus_rlef_dpo"]  # rlef.algorithm, then rlef.extra
+    assert rows["octopus_rlef"].checkpoint == Path("models/rlef/octopus") and rows["octopus_rlef"].stage == "rlef"
+    assert rows["octopus_rlef_grpo"].checkpoint == Path("models/rlef/octopus_grpo")
+    assert "paper: Octopus (SFT + RLEF)" in rows["octopus_rlef"].note and "grpo" in rows["octopus_rlef_grpo"].note
     assert rows["octopus_sft_names"].checkpoint == rows["octopus_sft"].checkpoint  # the same model, constrained
     assert all(name == r.name for name, r in rows.items())
     assert rows["octopus_sft"].checkpoint == Path("models/sft/octopus") and rows["octopus_sft"].stage == "sft@octopus"
@@ -139,15 +144,18 @@ def test_a_new_checkpoint_stage_adds_a_row_per_policy(monkeypatch):
     from octopus.evaluation import rows
     from octopus.evaluation.stage import EvaluateError, check_agents
     monkeypatch.setattr(rows, "_STAGES", dict(rows._STAGES))  # registered for this test only
-    rows.register_checkpoint_stage("rlef", lambda name: Path("models") / "rlef" / name, {"octopus": "SFT + RLEF"})
+    rows.register_checkpoint_stage("distill", lambda name: Path("models") / "distill" / name, {"octopus": "distilled from SFT"})
     p = Params()
     table = rows.table_rows(p)
-    assert {"octopus_rlef", "blind_rlef"} <= set(table)
-    assert table["octopus_rlef"].checkpoint == Path("models/rlef/octopus") and table["octopus_rlef"].note == "SFT + RLEF"
-    assert table["blind_rlef"].note == "policies.blind trained by rlef@blind"
-    with pytest.raises(EvaluateError, match=r"octopus_rlef needs the checkpoint models/rlef/octopus "
-                                            r"\(run `dvc repro rlef@octopus`\)"):
-        check_agents(replace(p, evaluate=replace(p.evaluate, agents=["oracle", "octopus_rlef"])))
+    assert {"octopus_distill", "blind_distill"} <= set(table)
+    assert table["octopus_distill"].checkpoint == Path("models/distill/octopus") and table["octopus_distill"].note == "distilled from SFT"
+    assert table["blind_distill"].note == "policies.blind trained by distill@blind"
+    with pytest.raises(EvaluateError, match=r"octopus_distill needs the checkpoint models/distill/octopus "
+                                            r"\(run `dvc repro distill@octopus`\)"):
+        check_agents(replace(p, evaluate=replace(p.evaluate, agents=["oracle", "octopus_distill"])))
+    with pytest.raises(EvaluateError, match=r"octopus_rlef_dpo needs the checkpoint models/rlef/octopus_dpo "
+                                            r"\(run `dvc repro rlef`\)"):  # an rlef run's row names its stage
+        check_agents(replace(p, evaluate=replace(p.evaluate, agents=["octopus_rlef_dpo"])))
 
 
 def test_register_row_adds_a_fixed_row_that_builds_its_agent(monkeypatch):

@@ -127,3 +127,112 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     m = out["meta"]
     console.print(f"evaluate: {m['episodes']} episodes in {m['wall_s']:.0f} s ({m['episodes_per_min']} per min on "
                   f"{p.evaluate.runner.workers} worker(s)); table {paths.EVAL_TABLE}, rollouts {paths.EVAL_HTML}/index.html")
+
+
+def _wandb_env(report_to: str, project: str) -> None:
+    import os
+    if report_to == "wandb":
+        os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
+        os.environ.setdefault("WANDB_PROJECT", project)
+        os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def reward_cmd(params: Path = PARAMS) -> None:
+    """The reward stage: r_phi, a text-only sequence classifier trained on the trees' preference pairs (TRL RewardTrainer).
+
+    Writes models/reward (the checkpoint), reports/reward.json (pairs by kind; held-out pairwise accuracy,
+    AUC on step labels and mean margin, the same for a trivial scorer) and reports/reward_curve.json."""
+    from octopus.data.schema import DatasetError
+    from octopus.model.factory import ModelError
+    from octopus.training.reward import RewardError, train_reward
+    p = params_of(params)
+    require(paths.DATASET)
+    _wandb_env(p.reward.report_to, p.sft.wandb_project)
+    try:
+        out = train_reward(p, paths.DATASET, paths.REWARD_MODEL, log=console.print)
+    except (DatasetError, ModelError, RewardError, ValueError) as err:
+        fail(str(err), 1, head="reward failed")
+    m = out["metrics"]
+    write_json(paths.report("reward"), m)
+    write_json(paths.REWARD_CURVE, out["curve"])
+    t = m["trivial"]
+    console.print(f"reward: {m['pairs']['sibling']} sibling + {m['pairs']['rule']} rule pairs; held-out pairwise "
+                  f"accuracy {m.get('held_out_pairwise_accuracy')} (trivial scorer {t.get('pairwise_accuracy')}), "
+                  f"AUC {m.get('held_out_auc_label')} (trivial {t.get('auc_label')}) on {m['held_out_tasks']} "
+                  f"held-out tasks; {m['train_s']:.0f} s; saved {paths.REWARD_MODEL}")
+
+
+def rlef_cmd(run: str = typer.Option("", help="only this run: 'main' (rlef.algorithm) or a name of rlef.extra "
+                                     "(grpo, ppo_simulator, ...); empty: every configured run"),
+             params: Path = PARAMS) -> None:
+    """The rlef stage: the SFT policy of `rlef.policy` improved against environmental feedback (paper Eq. 2).
+
+    One run per configured algorithm and reward source (rlef.algorithm with rlef.reward, then rlef.extra),
+    each saved to models/rlef/POLICY[_RUN] (loads with Policy.from_pretrained) and its own table row.
+    Writes reports/rlef.json (one entry per run) and reports/rlef/NAME_curve.json (reward, KL, beta,
+    value loss, clip fraction, entropy, response length per update; DVC plots)."""
+    import json
+
+    from octopus.config import rlef_runs
+    from octopus.data.schema import DatasetError
+    from octopus.model.factory import ModelError
+    from octopus.training.rlef import RLEFError, train_rlef
+    from octopus.training.rlef.states import ReplayError
+    p = params_of(params)
+    policy = p.rlef.policy
+    pp = p.for_policy(policy)
+    require(paths.DATASET)
+    configured = rlef_runs(p.rlef)
+    chosen = [r for r in configured if not run or r.name == run or (run == "main" and not r.name)]
+    if not chosen:
+        fail(f"--run {run!r}: no such run; configured: {', '.join(r.name or 'main' for r in configured)}")
+    if not paths.sft_model(policy).exists():
+        fail(f"{paths.sft_model(policy)} is missing: run `dvc repro sft@{policy}` first")
+    if any(r.reward in ("model", "both") and r.algorithm != "dpo" for r in chosen):
+        require(paths.REWARD_MODEL)
+    if any(r.reward in ("simulator", "both") for r in chosen) or pp.sft.val_rollouts:
+        require(paths.SUITE_TASKS)
+    _wandb_env(p.rlef.report_to, p.sft.wandb_project)
+    report_path = paths.report("rlef")
+    report = {}
+    if run and report_path.exists():  # one run again: keep the others' entries
+        try:
+            report = json.loads(report_path.read_text())
+        except ValueError:
+            report = {}
+    for r in chosen:
+        name = r.checkpoint_name(policy)
+        try:
+            out = train_rlef(pp, r, paths.sft_model(policy), paths.REWARD_MODEL, paths.DATASET, paths.SUITE_TASKS,
+                             paths.rlef_model(name), log=console.print, on_update=_tracker(p, name))
+        except (DatasetError, ModelError, RLEFError, ReplayError, ValueError, FloatingPointError) as err:
+            fail(str(err), 1, head=f"rlef {r.row(policy)} failed")
+        report[r.row(policy)] = out["metrics"]
+        write_json(paths.rlef_curve(name), out["curve"])
+        m, v = out["metrics"], out["metrics"].get("val_rollouts") or {}
+        console.print(f"rlef {r.row(policy)}: {r.algorithm} with the {r.reward} reward, {m['updates']} updates in "
+                      f"{m['train_s']:.0f} s; reward {m['first'].get('reward')} -> {m['last'].get('reward')}"
+                      + (f"; held-out training tasks completed {v['task_completion']:.2f}, executable "
+                         f"{v['code_executability']:.2f}" if v.get("tasks") else "")
+                      + f"; saved {paths.rlef_model(name)}")
+    write_json(report_path, report)
+
+
+def _tracker(p, name: str):
+    """Per-update statistics to wandb (offline unless a key is set); never fails the run."""
+    if p.rlef.report_to != "wandb":
+        return None
+    try:
+        import wandb
+        run = wandb.init(project=p.sft.wandb_project, name=f"rlef-{name}", reinit="finish_previous",
+                         config={"rlef": p.rlef.__dict__})
+    except Exception as err:  # wandb must never fail or block a run
+        console.print(f"wandb disabled: {err}")
+        return None
+
+    def log(row: dict) -> None:
+        try:
+            run.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row.get("update"))
+        except Exception:
+            pass
+    return log

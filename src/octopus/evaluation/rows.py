@@ -5,13 +5,16 @@
 
 Fixed rows (`random`, `oracle`, `llm`) are registered with `register_row`. A stage that makes policy
 checkpoints registers itself once with `register_checkpoint_stage(stage, checkpoint_of)`, and every
-entry of `policies` then gets a row `NAME_<stage>` (`octopus_sft` today, `octopus_rlef` next) that
-loads `checkpoint_of(NAME)` with that policy's model params, and a row `NAME_<stage>_names`: the same
-checkpoint with decoding constrained to the scene's object names (`octopus.model.constrained`).
+entry of `policies` then gets a row `NAME_<stage>` (`octopus_sft`) that loads `checkpoint_of(NAME)`
+with that policy's model params, and a row `NAME_<stage>_names`: the same checkpoint with decoding
+constrained to the scene's object names (`octopus.model.constrained`). The rlef stage's runs give
+one row each for `rlef.policy`: `octopus_rlef` (the main run, the paper's PPO with the reward
+model), `octopus_rlef_grpo`, `octopus_rlef_ppo_simulator`, ... for `rlef.extra`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -62,6 +65,7 @@ def register_checkpoint_stage(stage: str, checkpoint_of: Callable[[str], Path],
 
 def table_rows(params: Params) -> dict[str, Row]:
     """Every row these params can put in the table."""
+    from octopus.config import rlef_runs
     rows = dict(_FIXED)
     for stage, (checkpoint_of, notes) in _STAGES.items():
         for name in params.policies:
@@ -69,16 +73,25 @@ def table_rows(params: Params) -> dict[str, Row]:
             rows[f"{name}_{stage}_names"] = _policy_row(
                 name, stage, checkpoint_of(name), f"{name}_{stage} with decoding constrained to the scene's object "
                 "names inside registry(...) (an option; the paper grounds names after generation)", constrain=True)
+    policy = params.rlef.policy  # each rlef run is a row after the sft rows it improves
+    for run in rlef_runs(params.rlef) if policy in params.policies else []:
+        name = run.row(policy)
+        note = ("Octopus after RLEF: PPO against the reward model, KL to the SFT policy (paper: Octopus (SFT + "
+                "RLEF))" if run.name == "" and run.algorithm == "ppo" and run.reward == "model" and policy == "octopus"
+                else f"{policy}_sft improved by rlef: {run.algorithm} with the {run.reward} reward")
+        rows[name] = dataclasses.replace(_policy_row(policy, "rlef", paths.rlef_model(run.checkpoint_name(policy)),
+                                                     note, name=name), stage="rlef")
     return rows
 
 
-def _policy_row(policy: str, stage: str, checkpoint: Path, note: str, constrain: bool = False) -> Row:
+def _policy_row(policy: str, stage: str, checkpoint: Path, note: str, constrain: bool = False,
+                name: str | None = None) -> Row:
     def make(p: Params, seed: int):
         from octopus.agents import make_agent
         agent = make_agent("policy", model=checkpoint, params=p.for_policy(policy), constrain_names=constrain)
         agent.policy.generator_seed = seed
         return agent
-    return Row(f"{policy}_{stage}" + ("_names" if constrain else ""), make, lambda p: p.for_policy(policy).model.temperature > 0,
+    return Row(name or f"{policy}_{stage}" + ("_names" if constrain else ""), make, lambda p: p.for_policy(policy).model.temperature > 0,
                note or f"policies.{policy} trained by {stage}@{policy}", checkpoint, f"{stage}@{policy}")
 
 

@@ -29,13 +29,13 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
-def hub_error(name: str, err: Exception) -> ModelError:
+def hub_error(name: str, err: Exception, field: str = "model.name_or_path") -> ModelError:
     """The one message for weights that cannot be had: what failed, and how to use a local copy instead."""
     var = offline_var()
     forced = f"{var}={_env_true(var) or '1'} is set; " if var else ""
     return ModelError(f"cannot load {name!r}: {type(err).__name__}: {str(err).splitlines()[0][:300]}. "
                       f"{forced}download the weights where the hub is reachable (huggingface-cli download ...) "
-                      "and set model.name_or_path to the local directory")
+                      f"and set {field} to the local directory")
 
 
 def offline_var() -> str | None:
@@ -100,7 +100,7 @@ def complete(path: Path) -> bool:
     return (path / "config.json").is_file() and bool(weights) and all((path / s).is_file() for s in shards)
 
 
-def resolve(name: str) -> str:
+def resolve(name: str, field: str = "model.name_or_path") -> str:
     """What `from_pretrained` should load for `name` (a local dir or a hub id), or a `ModelError` within seconds.
 
     A local directory comes back unchanged, a cached snapshot as its directory, a hub id only when
@@ -113,11 +113,11 @@ def resolve(name: str) -> str:
     if snapshot is not None:
         return str(snapshot)
     if offline_var():
-        raise hub_error(name, OSError(f"not in the local hub cache ({_cache_dir()}) and offline mode is on"))
+        raise hub_error(name, OSError(f"not in the local hub cache ({_cache_dir()}) and offline mode is on"), field)
     url = endpoint()
     if not reachable(url, REACH_TIMEOUT):
         raise hub_error(name, ConnectionError(f"{url} did not answer within {REACH_TIMEOUT:g} s and {name!r} "
-                                              f"is not in the local hub cache ({_cache_dir()})"))
+                                              f"is not in the local hub cache ({_cache_dir()})"), field)
     return name
 
 

@@ -65,13 +65,13 @@ class RewardModel:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from octopus.model.hub import hub_error, resolve
-        source = resolve(name)
+        source = resolve(name, "reward.name_or_path")
         try:
             tok = AutoTokenizer.from_pretrained(source)
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype="auto")
         except (OSError, ValueError) as err:
-            raise hub_error(name, err) from None
+            raise hub_error(name, err, "reward.name_or_path") from None
         if tok.pad_token is None:  # Llama tokenizers have none; the classifier finds the last non-pad token
             tok.pad_token = tok.unk_token or tok.eos_token
         model.config.pad_token_id = tok.pad_token_id

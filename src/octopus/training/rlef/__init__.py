@@ -134,6 +134,9 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
     disable_dropout(pm.model)
     disable_dropout(ref.model)
     pm.model.train().requires_grad_(True)
+    if r.lora:
+        from octopus.training.sft import apply_lora
+        apply_lora(pm, params)
     nodes = preferences.read_nodes(dataset_dir)
     train_nodes, held = split_nodes(nodes, params)
     if not train_nodes:
@@ -189,6 +192,8 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
         extra.update(responses=responses, responses_per_s=round(responses / max(sample_s, 1e-9), 2),
                      update_samples_per_s=round(samples / max(update_s, 1e-9), 2))
     train_s = time.perf_counter() - t0
+    if r.lora:
+        pm.model = pm.model.merge_and_unload()
     pm.model.eval()
     rollouts = None
     if suite_path is not None and params.sft.val_rollouts and held:
