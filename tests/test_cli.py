@@ -18,6 +18,7 @@ from tests.sim.test_episode import response
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [[], ["tasks"], ["sim"], ["bench"], ["tasks", "list"], ["tasks", "check"], ["tasks", "export"],
             ["sim", "run"], ["sim", "step"], ["bench", "sim"], ["bench", "collect"], ["bench", "sft"],
+            ["bench", "rlef"],
             ["collect"], ["validate"], ["sft"], ["reward"], ["rlef"], ["evaluate"], ["params"]]
 
 

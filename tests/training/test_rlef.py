@@ -226,3 +226,43 @@ def test_dpo_trains_on_the_trees_pairs_and_saves_a_loadable_policy(tmp_path, pm)
     assert curve[-1]["reward_margins"] > curve[0]["reward_margins"], curve  # chosen pulled above rejected
     policy = Policy.from_pretrained(tmp_path / "out", max_new_tokens=4)
     assert policy.pm.meta["rlef"]["algorithm"] == "dpo"
+
+
+@pytest.mark.slow
+def test_the_bench_times_each_phase_next_to_sft(tmp_path, pm):
+    """`octopus bench rlef`: rollout, scoring and update throughput per algorithm, and SFT's on the same preset."""
+    from octopus.training.rlef.bench import run_rlef_bench
+    from tests.validation.dataset import tree, write_dataset
+
+    params = _params(rlef={"batch_size": 4, "minibatch_size": 4, "group_size": 2, "epochs": 1, "max_new_tokens": 6})
+    data = write_dataset(tmp_path / "dataset", [sum((tree(f"t{k}", "s", 0, True, k, size=8) for k in range(4)), [])])
+    pm.save(tmp_path / "sft")
+    out = run_rlef_bench(params, tmp_path / "sft", tmp_path / "no-reward-model", data, ("ppo", "grpo", "dpo"),
+                         updates=2, sft_steps=2)
+    assert out["reward"] == "trivial" and out["states"] > 0 and set(out["algorithms"]) == {"ppo", "grpo"}
+    for a in out["algorithms"].values():
+        assert a["rollout_responses_per_s"] > 0 and a["score_responses_per_s"] > 0 and a["update_samples_per_s"] > 0
+        assert a["update_vs_sft"] == pytest.approx(a["update_samples_per_s"] / out["sft_samples_per_s"], rel=1e-2)
+
+
+def test_the_paper_scale_configuration_parses_and_fails_clearly_without_weights(monkeypatch):
+    """infra/params-paper.yaml (Idefics-9B with LoRA, CodeLlama-7B r_phi, PPO) is valid params; without the
+    weights each model fails within seconds naming the field to point at a local copy."""
+    from pathlib import Path
+
+    import yaml
+
+    from octopus.config import load_params
+    from octopus.model.factory import ModelError
+    from octopus.model.reward import RewardModel
+    root = Path(__file__).resolve().parents[2]
+    p = load_params(root / "infra" / "params-paper.yaml")
+    assert p.model.preset == "paper" and p.sft.lora and p.rlef.lora and p.rlef.algorithm == "ppo"
+    assert p.reward.preset == "paper" and p.rlef.adaptive_kl and p.rlef.states is None
+    for name in ("cpu", "ddp", "fsdp", "multi_cpu"):  # the accelerate configs the file's comments name
+        assert yaml.safe_load((root / "infra" / "accelerate" / f"{name}.yaml").read_text())["distributed_type"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="codellama/CodeLlama-7b-hf.*set reward.name_or_path to the local"):
+        RewardModel.build(p.reward.preset, [], p.reward.max_length)
+    with pytest.raises(ModelError, match="idefics-9b.*set model.name_or_path to the local"):
+        build_model(p.for_policy(p.rlef.policy).model, [])

@@ -1,4 +1,4 @@
-"""`octopus bench sim | collect | sft | scaling`: the numbers behind the issues' targets (benchmarks, not tests)."""
+"""`octopus bench sim | collect | sft | rlef | scaling`: the numbers behind the issues' targets (benchmarks, not tests)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,26 @@ def sft_bench(as_json: bool = typer.Option(False, "--json", help="print the numb
     report = run_train_bench(p, paths.DATASET, steps, repeats)
     if inference:
         report["inference"] = run_inference_bench(p, paths.sft_model(policy), paths.DATASET)
+    print_report(report, as_json)
+
+
+@app.command("rlef")
+def rlef_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+               algorithms: str = typer.Option("ppo,grpo", help="rlef algorithms to time, comma-separated"),
+               updates: int = typer.Option(4, help="updates per algorithm (the first is warm-up)"),
+               params: Path = PARAMS) -> None:
+    """RLEF throughput on the SFT checkpoint of rlef.policy: rollout responses/s, scoring responses/s and update
+    samples/s per algorithm, next to the sft stage's samples/s on the same preset."""
+    from octopus.cli.common import fail, require
+    from octopus.training.rlef import RLEFError
+    from octopus.training.rlef.bench import run_rlef_bench
+    p = params_of(params)
+    require(paths.DATASET)
+    try:
+        report = run_rlef_bench(p.for_policy(p.rlef.policy), paths.sft_model(p.rlef.policy), paths.REWARD_MODEL,
+                                paths.DATASET, tuple(a.strip() for a in algorithms.split(",") if a.strip()), updates)
+    except RLEFError as err:
+        fail(str(err))
     print_report(report, as_json)
 
 

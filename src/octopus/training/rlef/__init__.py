@@ -80,6 +80,18 @@ def split_nodes(nodes: list[dict], params: Params) -> tuple[list[dict], set[str]
     return [r for r in nodes if r["task_id"] not in held], held
 
 
+def rl_states(pm, nodes: list[dict], dataset_dir: str | Path, n: int | None, seed: int) -> list:
+    """Up to `n` D_R states of these nodes, with their views when the policy reads them."""
+    from octopus.data import preferences
+    from octopus.training.rlef.states import select_states
+    chosen = select_states(nodes, n, seed)
+    if pm.family.reads_views:
+        images = preferences.read_images(dataset_dir, {s.id for s in chosen})
+        for s in chosen:
+            s.images = images[s.id]
+    return chosen
+
+
 def make_reward_fn(source: str, rm, worlds, batch_size: int) -> Callable:
     """batch -> (one score per response, averages to log)."""
     from octopus.protocol import ResponseFormatError, parse_response
@@ -162,11 +174,7 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
         extra = {"pairs": len(pairs)}
     else:
         from octopus.training.rlef import ppo
-        chosen = st.select_states(train_nodes, r.states, r.seed)
-        if pm.family.reads_views:
-            images = preferences.read_images(dataset_dir, {s.id for s in chosen})
-            for s in chosen:
-                s.images = images[s.id]
+        chosen = rl_states(pm, train_nodes, dataset_dir, r.states, r.seed)
         rm = None
         if run.reward in ("model", "both"):
             try:
@@ -188,7 +196,7 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
         responses = r.updates * r.batch_size
         samples = responses * r.epochs
         sample_s = sum(c["sample_seconds"] for c in curve)
-        update_s = sum(c["seconds"] for c in curve) - sample_s
+        update_s = sum(c["update_seconds"] for c in curve)
         extra.update(responses=responses, responses_per_s=round(responses / max(sample_s, 1e-9), 2),
                      update_samples_per_s=round(samples / max(update_s, 1e-9), 2))
     train_s = time.perf_counter() - t0

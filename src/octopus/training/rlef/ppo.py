@@ -134,6 +134,7 @@ def train(pm: PolicyModel, ref: PolicyModel, reward_fn: RewardFn, states: list, 
             ref_logp, _, _ = score(ref, ref.model, batch, cfg.temperature)
             old_values = score(pm, model, batch, cfg.temperature, head)[2] if head is not None else None
         kl_tok = (batch.logprobs - ref_logp) * mask
+        t_score = time.perf_counter() - t0 - t_sample
         kl_seq = kl_tok.sum(1)
         # ---- 3. advantages
         frac_same = None
@@ -149,6 +150,7 @@ def train(pm: PolicyModel, ref: PolicyModel, reward_fn: RewardFn, states: list, 
             adv, returns = seq_adv.unsqueeze(1) * mask, None
         # ---- 4. update: epochs x minibatches of the clipped objectives
         model.train()
+        t_update = time.perf_counter()
         stats = {k: [] for k in ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "entropy", "kl_loss")}
         for _ in range(cfg.epochs):
             for mb in seeded_batches(len(batch), cfg.minibatch_size, rng):
@@ -183,12 +185,14 @@ def train(pm: PolicyModel, ref: PolicyModel, reward_fn: RewardFn, states: list, 
                     stats["clip_fraction"].append(masked_mean(((ratio - 1).abs() > cfg.clip_range).float(), m).item())
                     stats["approx_kl"].append(masked_mean(ratio - 1 - log_ratio, m).item())
                     stats["entropy"].append(ent.item())
+        t_update = time.perf_counter() - t_update
         kl_mean = float(kl_seq.mean())
         row = {"update": update, "reward": round(float(scores.mean()), 4), "reward_std": round(float(scores.std()), 4)
                if len(scores) > 1 else 0.0, "kl": round(kl_mean, 4), "beta": round(beta, 5),
                "response_length": round(float(batch.lengths.float().mean()), 1),
                **{k: round(float(np.mean(v)), 5) for k, v in stats.items() if v},
                "seconds": round(time.perf_counter() - t0, 2), "sample_seconds": round(t_sample, 2),
+               "score_seconds": round(t_score, 2), "update_seconds": round(t_update, 2),
                **{k: v for k, v in reward_info.items() if isinstance(v, (int, float))}}
         if frac_same is not None:
             row["frac_reward_zero_std"] = round(frac_same, 3)
