@@ -215,7 +215,8 @@ def test_dpo_trains_on_the_trees_pairs_and_saves_a_loadable_policy(tmp_path, pm)
     from octopus.training.rlef import train_rlef
     from tests.validation.dataset import tree, write_dataset
 
-    params = _params(rlef={"algorithm": "dpo", "minibatch_size": 4, "dpo_epochs": 2.0, "learning_rate": 1e-3},
+    params = _params(rlef={"algorithm": "dpo", "extra": [], "minibatch_size": 4, "dpo_epochs": 2.0,
+                           "learning_rate": 1e-3},
                      sft={"val_rollouts": 0})
     data = write_dataset(tmp_path / "dataset", [sum((tree(f"t{k}", "s", 0, True, k, size=8) for k in range(4)), [])])
     pm.save(tmp_path / "sft")
