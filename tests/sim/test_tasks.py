@@ -1,5 +1,6 @@
 """The task suite: size, splits without leakage, the paper's evaluation shape, solvability."""
 
+import re
 from collections import Counter
 
 from octopus.sim.tasks import _fix_literal, goal_from_targets
@@ -45,3 +46,10 @@ def test_malformed_target_states_are_repaired_or_rejected():
         goal_from_targets([["zebra_crossing.n.01_1", "inside", "bowl.n.01_1", "1"]], objects)
     with pytest.raises(ValueError, match="unknown state"):
         goal_from_targets([["apple.n.01_1", "shiny", "1"]], objects)
+
+
+def test_behavior_task_instructions_name_categories_in_words(suite):
+    """Tasks from BEHAVIOR-1K goals read `put mug in the dishwasher`, never the BDDL variable `?mug`."""
+    behavior = [t for t in suite.tasks if t.source == "behavior"]
+    assert behavior and not [t.instruction for t in behavior if "?" in t.instruction or "." in t.instruction]
+    assert all(re.fullmatch(r"[a-z][a-z ]*[a-z]", t.instruction) for t in behavior), behavior[0].instruction

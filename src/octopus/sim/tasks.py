@@ -268,7 +268,8 @@ _DERIVABLE = {"ontop": "put {0} on the {1}", "inside": "put {0} in the {1}", "un
 
 
 def _readable(inst: str) -> str:
-    return inst.split(".")[0].replace("__of__", " of ").replace("_", " ")
+    """`?mug.n.04_1` -> `mug`: the category's words, without the BDDL variable mark."""
+    return inst.lstrip("?").split(".")[0].replace("__of__", " of ").replace("_", " ")
 
 
 def behavior_tasks(activities: list[str], exclude: set[str], avoid_scenes: set[str]) -> list[Task]:
