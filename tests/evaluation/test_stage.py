@@ -139,7 +139,8 @@ def test_the_table_has_the_fixed_rows_and_one_row_per_policy_and_checkpoint_stag
     assert PAPER["Octopus (SFT only)"]["Total"] == 0.15 and PAPER["GPT-4"]["Seen Env"] == 0.42
 
 
-def test_a_new_checkpoint_stage_adds_a_row_per_policy(monkeypatch):
+def test_a_new_checkpoint_stage_adds_a_row_per_policy(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no checkpoints here
     from octopus.config import Params
     from octopus.evaluation import rows
     from octopus.evaluation.stage import EvaluateError, check_agents

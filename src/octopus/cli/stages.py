@@ -210,8 +210,12 @@ def rlef_cmd(run: str = typer.Option("", help="only this run: 'main' (rlef.algor
         report[r.row(policy)] = out["metrics"]
         write_json(paths.rlef_curve(name), out["curve"])
         m, v = out["metrics"], out["metrics"].get("val_rollouts") or {}
-        console.print(f"rlef {r.row(policy)}: {r.algorithm} with the {r.reward} reward, {m['updates']} updates in "
-                      f"{m['train_s']:.0f} s; reward {m['first'].get('reward')} -> {m['last'].get('reward')}"
+        trained = (f"dpo on {m.get('pairs')} {p.rlef.dpo_pairs} pairs, {m['updates']} logged steps in {m['train_s']:.0f} "
+                   f"s; reward margin {m['first'].get('reward_margins')} -> {m['last'].get('reward_margins')}"
+                   if r.algorithm == "dpo" else
+                   f"{r.algorithm} with the {r.reward} reward, {m['updates']} updates in {m['train_s']:.0f} s; "
+                   f"reward {m['first'].get('reward')} -> {m['last'].get('reward')}")
+        console.print(f"rlef {r.row(policy)}: {trained}"
                       + (f"; held-out training tasks completed {v['task_completion']:.2f}, executable "
                          f"{v['code_executability']:.2f}" if v.get("tasks") else "")
                       + f"; saved {paths.rlef_model(name)}")

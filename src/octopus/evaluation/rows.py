@@ -78,6 +78,7 @@ def table_rows(params: Params) -> dict[str, Row]:
         name = run.row(policy)
         note = ("Octopus after RLEF: PPO against the reward model, KL to the SFT policy (paper: Octopus (SFT + "
                 "RLEF))" if run.name == "" and run.algorithm == "ppo" and run.reward == "model" and policy == "octopus"
+                else f"{policy}_sft improved by rlef: offline DPO on the trees' preference pairs" if run.algorithm == "dpo"
                 else f"{policy}_sft improved by rlef: {run.algorithm} with the {run.reward} reward")
         rows[name] = dataclasses.replace(_policy_row(policy, "rlef", paths.rlef_model(run.checkpoint_name(policy)),
                                                      note, name=name), stage="rlef")

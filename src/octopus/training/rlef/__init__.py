@@ -213,7 +213,8 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
     with replace_dir(Path(out_dir)) as tmp:
         pm.save(tmp)
     last = curve[-1] if curve else {}
-    metrics = {"row": run.row(r.policy), "algorithm": run.algorithm, "reward": run.reward,
+    metrics = {"row": run.row(r.policy), "algorithm": run.algorithm,
+               "reward": "preference pairs" if run.algorithm == "dpo" else run.reward,
                "updates": len(curve), "train_s": round(train_s, 1), **extra,
                "first": curve[0] if curve else {}, "last": last,
                "device": "cuda" if torch.cuda.is_available() else "cpu",

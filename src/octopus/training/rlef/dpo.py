@@ -48,7 +48,8 @@ class PairCollator:
 
 def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str | Path,
               log: Callable[[str], None] = print) -> list[dict]:
-    """DPO (sigmoid loss, beta = rlef.dpo_beta) over `pairs` for rlef.dpo_epochs; one row per logged step."""
+    """DPO (sigmoid loss, beta = rlef.dpo_beta; plus `rlef.dpo_sft_weight` x NLL of the chosen responses) over
+    `pairs` for rlef.dpo_epochs; one row per logged step."""
     import datasets
     from trl import DPOConfig, DPOTrainer
 
@@ -62,7 +63,9 @@ def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str 
         columns.update(prompt=[""] * len(pairs), chosen=["."] * len(pairs), rejected=["."] * len(pairs))
     cfg = DPOConfig(
         output_dir=str(work_dir), per_device_train_batch_size=rp.minibatch_size, num_train_epochs=rp.dpo_epochs,
-        learning_rate=rp.learning_rate, lr_scheduler_type="constant", beta=rp.dpo_beta, loss_type=["sigmoid"],
+        learning_rate=rp.learning_rate, lr_scheduler_type="constant", beta=rp.dpo_beta,
+        loss_type=["sigmoid", "sft"] if rp.dpo_sft_weight else ["sigmoid"],
+        loss_weights=[1.0, rp.dpo_sft_weight] if rp.dpo_sft_weight else None,
         logging_steps=5, logging_first_step=True, save_strategy="no", seed=rp.seed, data_seed=rp.seed,
         report_to=[] if rp.report_to == "none" else [rp.report_to], run_name="rlef-dpo",
         use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
