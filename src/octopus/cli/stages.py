@@ -58,8 +58,6 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
     what each policy changes in `model` and `sft` (e.g. the blind text-only baseline). wandb logs
     offline unless WANDB_API_KEY is set (sync later with `wandb sync wandb/`); it never blocks or
     fails the run."""
-    import os
-
     from octopus.data.schema import DatasetError
     from octopus.model.factory import ModelError
     from octopus.training.sft import SFTError, train_sft
@@ -67,10 +65,7 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
     require(paths.DATASET)
     if p.sft.val_rollouts:
         require(paths.SUITE_TASKS)
-    if p.sft.report_to == "wandb":
-        os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
-        os.environ.setdefault("WANDB_PROJECT", p.sft.wandb_project)
-        os.environ.setdefault("WANDB_SILENT", "true")
+    _wandb_env(p.sft.report_to, p.sft.wandb_project)
     out_dir = paths.sft_model(policy)
     try:
         out = train_sft(p, paths.DATASET, out_dir, log=console.print, run_name=f"sft-{policy}",
@@ -130,6 +125,7 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
 
 
 def _wandb_env(report_to: str, project: str) -> None:
+    """Offline wandb unless a key is set (it must never block a run for lack of network); the project name."""
     import os
     if report_to == "wandb":
         os.environ.setdefault("WANDB_MODE", "online" if os.environ.get("WANDB_API_KEY") else "offline")
