@@ -63,13 +63,14 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
     from octopus.training.sft import SFTError, train_sft
     p = params_of(params, policy)
     require(paths.DATASET)
-    if p.sft.val_rollouts:
-        require(paths.SUITE_TASKS)
+    suite = paths.SUITE_TASKS if p.sft.val_rollouts or p.sft.rename_objects > 0 else None
+    if suite:
+        require(suite)
     _wandb_env(p.sft.report_to, p.sft.wandb_project)
     out_dir = paths.sft_model(policy)
     try:
         out = train_sft(p, paths.DATASET, out_dir, log=console.print, run_name=f"sft-{policy}",
-                        suite_path=paths.SUITE_TASKS if p.sft.val_rollouts else None)
+                        suite_path=suite)
     except (DatasetError, ModelError, SFTError, ValueError) as err:
         fail(str(err), 1, head="sft failed")
     if not out["main"]:

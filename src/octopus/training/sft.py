@@ -30,6 +30,7 @@ from octopus.config import Params
 from octopus.data import builders
 from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode
 from octopus.files import replace_dir
+from octopus.training import augment
 from octopus.training.hf import StderrLogs, precision_flags, quiet  # noqa: F401 - also the sft API
 
 
@@ -212,6 +213,14 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     if not train:
         raise SFTError(f"no training steps left after holding out {s.val_fraction:.0%} of tasks")
     log(f"sft: {len(train)} train / {len(val)} validation steps ({s.rows}) from {dataset_dir}")
+    renamed = 0
+    if s.rename_objects > 0:
+        if suite_path is None:
+            raise SFTError("sft.rename_objects needs the suite snapshot (its evaluation categories are never used)")
+        pool = augment.category_pool(augment.suite_categories(suite_path))
+        train, renamed = augment.rename_steps(train, s.rename_objects, get_family(params.model.family).prompt_column,
+                                              pool, s.seed)
+        log(f"sft: {renamed} training steps with their goal's objects renamed ({len(pool)} categories)")
     pm = build_model(params.model, tokenizer_texts(params.model.family, train), seed=s.seed)
     trainable, total = set_finetune_mode(pm, s.mode)
     if s.lora:
@@ -253,6 +262,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     metrics = {
         "train_steps": len(train_ex), "val_steps": len(val_ex), "train_tasks": len({r["task_id"] for r in train}),
         "val_tasks": len({r["task_id"] for r in val}), "truncated_prompts": cut_train + cut_val,
+        "renamed_steps": renamed,
         "family": params.model.family, "reads": pm.family.prompt_column + ("+views" if pm.family.reads_views else ""),
         "parameters": total, "trainable_parameters": trainable, "mode": s.mode, "lora": s.lora,
         "epochs": round(epochs, 3), "optimizer_steps": trainer.state.global_step,
