@@ -248,6 +248,9 @@ class EvaluateParams:
                                  metadata={"help": "the fan-out of episodes (kind, workers, address, task_retries); "
                                            "an episode still failing after its retries is recorded as crashed"})
     save_views: bool = _f(True, "keep each step's views for the HTML rollout report")
+    batch: int = _f(16, "episodes of a trained-policy row run in lockstep by one task run, one batched generate per "
+                    "round (the same episodes as one by one, 3.6x faster on 2 cores; 1: one task run per episode)",
+                    lo=1, hi=1024)
 
 
 RLEF_ALGORITHMS = ("ppo", "grpo", "rloo", "dpo")

@@ -114,6 +114,32 @@ def test_an_episode_that_keeps_crashing_is_recorded_as_a_failure(project, suite,
     assert "always crashes" in Path("reports/evaluate.md").read_text()  # the row's note under the table
 
 
+@pytest.mark.slow
+def test_a_policy_row_runs_in_batches_with_the_same_episodes_and_a_crashed_batch_fails_each_task(
+        project, suite, monkeypatch, prefect_api):
+    from octopus.config import load_params
+    from octopus.evaluation import stage
+    tasks = suite.evaluation()[:3]
+    runs = {}
+    for batch in (1, 2):
+        cwd = project(agents=["octopus_sft"], save_views=False, batch=batch)
+        _save_tiny_policy(cwd / "models" / "sft" / "octopus")
+        stage._policies.clear()
+        runs[batch] = stage.evaluate(load_params(cwd / "params.yaml"), [t.id for t in tasks])["octopus_sft"]
+    one, two = ([[s.response for s in r.steps] for r in runs[b]] for b in (1, 2))
+    assert len(one) == 3 and one == two and all(one)  # tasks 1-2 in one lockstep batch, task 3 alone
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated batch crash")
+    monkeypatch.setattr(stage, "rollout_batch", boom)
+    cwd = project(agents=["octopus_sft"], save_views=False, batch=2, runner={"task_retries": 0})
+    stage._policies.clear()
+    recs = stage.evaluate(load_params(cwd / "params.yaml"), [t.id for t in tasks])["octopus_sft"]
+    crashed = {r.task_id: r.crashed for r in recs}
+    assert crashed == {tasks[0].id: True, tasks[1].id: True, tasks[2].id: False}  # the batch of 2 fails, task 3 runs
+    assert all("simulated batch crash" in r.error for r in recs if r.crashed)
+
+
 # ---------------------------------------------------------------------- the rows registry
 def test_the_table_has_the_fixed_rows_and_one_row_per_policy_and_checkpoint_stage():
     from octopus.config import Params
