@@ -296,16 +296,16 @@ class RlefParams:
     reward: str = _f("model", "model (the reward stage's r_phi, the paper's) | simulator (execute the response "
                      "from its state: targets met, goal progress, task completion) | both (their sum)",
                      choices=RLEF_REWARDS)
-    extra: list = _f(["grpo", "dpo"], "more runs, each its own row NAME_rlef_RUN: 'grpo', 'rloo', 'dpo', 'ppo:simulator', "
+    extra: list = _f(["dpo"], "more runs, each its own row NAME_rlef_RUN: 'grpo', 'rloo', 'dpo', 'ppo:simulator', "
                      "'grpo:both', ... (algorithm[:reward])")
     states: Optional[int] = _f(512, "D_R states sampled from (distinct pre-step states of training-task nodes; "
                                "null: all)", lo=1)
-    updates: int = _f(10, "rollout -> advantages -> update rounds (ppo, grpo, rloo)", lo=1)
+    updates: int = _f(40, "rollout -> advantages -> update rounds (ppo, grpo, rloo)", lo=1)
     batch_size: int = _f(16, "responses per update", lo=1, hi=4096)
     group_size: int = _f(4, "responses per state for grpo and rloo (ppo: 1)", lo=2, hi=256)
     epochs: int = _f(2, "passes over each rollout batch", lo=1, hi=100)
     minibatch_size: int = _f(8, "responses per gradient step (also DPO's pairs per step)", lo=1, hi=4096)
-    learning_rate: float = _f(2e-5, "AdamW learning rate", lo=0.0, hi=1.0)
+    learning_rate: float = _f(1e-4, "AdamW learning rate", lo=0.0, hi=1.0)
     lora: bool = _f(False, "train LoRA adapters on the policy's LM (sft.lora_r, sft.lora_alpha), merged when saved "
                     "(the paper-scale configuration, infra/params-paper.yaml)")
     beta: float = _f(0.05, "KL coefficient (Eq. 2's beta): per token for ppo, per response for rloo, a loss "

@@ -77,7 +77,7 @@ def test_missing_checkpoint_and_unknown_agents_are_clear_errors(project):
     p = load_params(project(agents=["gpt5"]) / "params.yaml")
     with pytest.raises(EvaluateError, match="unknown agent 'gpt5'; known: random, oracle, llm, octopus_sft, "
                                             "octopus_sft_names, blind_sft, blind_sft_names, octopus_rlef, "
-                                            "octopus_rlef_grpo, octopus_rlef_dpo"):
+                                            "octopus_rlef_dpo"):
         run_evaluate(p, [])
     with pytest.raises(EvaluateError, match="unknown agent 'tiny_sft'.*needs NAME in `policies`"):
         run_evaluate(load_params(project(agents=["tiny_sft"]) / "params.yaml"), [])
@@ -147,10 +147,10 @@ def test_the_table_has_the_fixed_rows_and_one_row_per_policy_and_checkpoint_stag
     p = Params()
     rows = table_rows(p)
     assert list(rows) == ["random", "oracle", "llm", "octopus_sft", "octopus_sft_names", "blind_sft", "blind_sft_names",
-                          "octopus_rlef", "octopus_rlef_grpo", "octopus_rlef_dpo"]  # rlef.algorithm, then rlef.extra
+                          "octopus_rlef", "octopus_rlef_dpo"]  # rlef.algorithm, then rlef.extra
     assert rows["octopus_rlef"].checkpoint == Path("models/rlef/octopus") and rows["octopus_rlef"].stage == "rlef"
-    assert rows["octopus_rlef_grpo"].checkpoint == Path("models/rlef/octopus_grpo")
-    assert "paper: Octopus (SFT + RLEF)" in rows["octopus_rlef"].note and "grpo" in rows["octopus_rlef_grpo"].note
+    assert rows["octopus_rlef_dpo"].checkpoint == Path("models/rlef/octopus_dpo")
+    assert "paper: Octopus (SFT + RLEF)" in rows["octopus_rlef"].note and "DPO" in rows["octopus_rlef_dpo"].note
     assert rows["octopus_sft_names"].checkpoint == rows["octopus_sft"].checkpoint  # the same model, constrained
     assert all(name == r.name for name, r in rows.items())
     assert rows["octopus_sft"].checkpoint == Path("models/sft/octopus") and rows["octopus_sft"].stage == "sft@octopus"
