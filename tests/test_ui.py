@@ -37,7 +37,7 @@ TINY_DVC = {"stages": {
                         "open('reports/evaluate.md', 'w').write('| Agent | All |\\n| --- | --- |\\n| oracle | 1.00 |\\n'); "
                         "open('reports/rollouts/index.html', 'w').write('<html>rollouts</html>')\"",
                  "deps": ["a.txt"], "outs": ["reports/rollouts"], "metrics": [{"reports/evaluate.md": {"cache": False}}]},
-    "slow": {"cmd": "python -c \"import time; t0 = time.time(); time.sleep(2.5); "
+    "slow": {"cmd": "python -c \"import time; t0 = time.time(); time.sleep(1.5); "
                     "open('slow.log', 'a').write(f'{t0} {time.time()}\\n')\"", "always_changed": True},
     "broken": {"cmd": "python -c \"raise SystemExit('boom: the broken stage cannot find its input')\"",
                "deps": ["a.txt"], "outs": ["never.txt"]},
@@ -120,24 +120,31 @@ def _zombie(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
-@pytest.fixture(scope="session")
-def tiny(stack, tmp_path_factory):
-    """A tiny DVC project with deployments of flows/pipeline.py on the stack's pool (a scheduled one)."""
-    repo = tmp_path_factory.mktemp("tiny-project")
+def _tiny_project(repo: Path, env: dict) -> Path:
     (repo / "dvc.yaml").write_text(yaml.safe_dump(TINY_DVC, sort_keys=False))
-    env = {**stack["env"], **GIT}
     _run(["git", "init", "-q"], repo, env)
     _run([sys.executable, "-m", "dvc", "init", "-q"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "init"], repo, env)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def tiny(stack, tmp_path_factory):
+    """Tiny DVC projects with deployments of flows/pipeline.py on the stack's pool (one scheduled).
+
+    The failing run starts at once in a second project (its own workspace slot), so it runs while the
+    scheduled one waits for its time."""
+    env = {**stack["env"], **GIT}
+    repo = _tiny_project(tmp_path_factory.mktemp("tiny-project"), env)
+    broken = _tiny_project(tmp_path_factory.mktemp("tiny-broken"), env)
     first = datetime.now(timezone.utc) + timedelta(seconds=8)  # a schedule a few seconds out
-    pool = {"name": "octopus-process"}
-    base = {"entrypoint": "flows/pipeline.py:pipeline", "work_pool": pool}
+    base = {"entrypoint": "flows/pipeline.py:pipeline", "work_pool": {"name": "octopus-process"}}
     deployments = [
         {**base, "name": "tiny-scheduled", "parameters": {"project_dir": str(repo), "stages": ["prepare", "evaluate"],
                                                            "retries": 0},
          "schedules": [{"interval": 3600, "anchor_date": first.isoformat()}]},
-        {**base, "name": "tiny-broken", "parameters": {"project_dir": str(repo), "target": "broken", "retries": 0}},
+        {**base, "name": "tiny-broken", "parameters": {"project_dir": str(broken), "target": "broken", "retries": 0}},
         {**base, "name": "tiny-slow", "parameters": {"project_dir": str(repo), "stages": ["slow"], "retries": 0}},
     ]
     prefect_file = repo / "prefect.yaml"
@@ -145,8 +152,8 @@ def tiny(stack, tmp_path_factory):
     from octopus.ui import Stack, deploy
     deploy(Stack(home=stack["home"]), prefect_file=prefect_file)
     api = stack["api"]
-    return {"repo": repo, "first": first, **{d["name"]: api.deployment("octopus-pipeline", d["name"])["id"]
-                                             for d in deployments}}
+    ids = {d["name"]: api.deployment("octopus-pipeline", d["name"])["id"] for d in deployments}
+    return {"repo": repo, "first": first, "broken_run": api.run_deployment(ids["tiny-broken"]), **ids}
 
 
 @pytest.mark.slow
@@ -203,13 +210,12 @@ def test_scheduled_deployment_fires_runs_and_completes_with_artifacts(stack, tin
 @pytest.mark.slow
 def test_failing_stage_fails_the_run_with_its_error_in_the_logs(stack, tiny):
     api = stack["api"]
-    run = api.wait_final(api.run_deployment(tiny["tiny-broken"]))
+    run = api.wait_final(tiny["broken_run"])
     assert run["state_type"] == "FAILED"
     tasks = {t["name"]: t["state_type"] for t in api.task_runs(run["id"])}
     assert tasks == {"dvc-repro-prepare": "COMPLETED", "dvc-repro-broken": "FAILED"}  # target + its upstream
     logs = api.logs(run["id"])
     assert "dvc repro broken failed" in logs and "boom: the broken stage cannot find its input" in logs
-    stack["failed_run"] = run
 
 
 @pytest.mark.slow
@@ -229,7 +235,7 @@ def test_ui_serves_the_failed_flow_run_in_chromium(stack, tiny, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium) for the headless DOM check")
-    run = stack.get("failed_run") or stack["api"].wait_final(stack["api"].run_deployment(tiny["tiny-broken"]))
+    run = stack["api"].wait_final(tiny["broken_run"])
     page = f"{stack['url']}/runs/flow-run/{run['id']}"
     browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
                "--virtual-time-budget=10000"]
@@ -240,3 +246,41 @@ def test_ui_serves_the_failed_flow_run_in_chromium(stack, tiny, tmp_path):
     shot = Path(os.environ.get("OCTOPUS_UI_SCREENSHOT_DIR", tmp_path)) / "flow-run.png"
     subprocess.run([*browser, f"--screenshot={shot}", page], capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------- fast: no server
+def test_stop_never_signals_a_process_it_did_not_start(tmp_path):
+    """A pid in ui.json whose start time differs (a recycled pid) is left alone; the recorded one is ended."""
+    from octopus.ui import Stack, _start_time, stop
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        stack = Stack(home=tmp_path)
+        start = _start_time(other.pid)
+        stack.state_file.write_text(json.dumps({"url": "http://127.0.0.1:1", "processes": {
+            "server": {"pid": other.pid, "start": start + 1}}}))
+        assert stop(stack) == [] and other.poll() is None and not stack.state_file.exists()
+        stack.state_file.write_text(json.dumps({"url": "http://127.0.0.1:1", "processes": {
+            "server": {"pid": other.pid, "start": start}}}))
+        assert stop(stack) == [f"server (pid {other.pid})"] and other.wait(timeout=5) is not None
+    finally:
+        if other.poll() is None:
+            other.kill()
+
+
+def test_a_busy_port_is_refused_by_name_and_a_free_one_found():
+    from octopus.ui import UIError, pick_port
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        busy = sock.getsockname()[1]
+        with pytest.raises(UIError, match=f"port {busy} on 127.0.0.1 is in use"):
+            pick_port("127.0.0.1", busy)
+    assert 4200 <= pick_port("127.0.0.1", None) < 4300
+
+
+def test_a_project_without_dvc_yaml_is_refused(tmp_path):
+    from octopus.workspace import WorkspaceError, lock_name, resolve_project
+    with pytest.raises(WorkspaceError, match=f"project_dir: {tmp_path} has no dvc.yaml"):
+        resolve_project(tmp_path)
+    assert resolve_project(None) == ROOT  # the checkout by default
+    assert lock_name(ROOT) != lock_name(tmp_path) and lock_name(ROOT).startswith("dvc-workspace-")

@@ -31,7 +31,7 @@ from octopus.workspace import PROJECT_ROOT, ensure_lock
 
 POOL = "octopus-process"
 DEFAULT_PORT = 4200
-STARTUP_TIMEOUT_S = 120.0
+STARTUP_TIMEOUT_S = 180.0  # a first start migrates a new database: slow on a busy 2-core machine
 
 
 class UIError(RuntimeError):
@@ -145,13 +145,16 @@ def _spawn(name: str, args: list[str], stack: Stack, env: dict[str, str]) -> dic
     return {"pid": proc.pid, "start": start or 0}
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _wait_healthy(url: str, server: dict[str, int], log: Path, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not _alive(server):
             raise UIError(f"the Prefect server exited while starting; see {log}:\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/health", timeout=2) as resp:
+        try:  # no proxy for our own loopback server
+            with _DIRECT.open(f"{url}/api/health", timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -285,5 +288,8 @@ def status_dict(stack: Stack) -> dict:
     state = read_state(stack)
     if state is None:
         return {"running": False, "home": str(stack.home)}
-    return {"running": True, "url": state.url, "home": str(stack.home), **asdict(state),
-            "deployments": deployments(state)}
+    try:
+        listed: list[dict] | str = deployments(state)
+    except Exception as err:  # noqa: BLE001 - a busy or broken server: say so, keep the rest of the status
+        listed = f"cannot list deployments: {type(err).__name__}: {err}"
+    return {"running": True, "url": state.url, "home": str(stack.home), **asdict(state), "deployments": listed}

@@ -66,7 +66,9 @@ def status_cmd(port: int = PORT, home: Path = HOME,
     else:
         console.print(f"running: {status['url']}  " + ", ".join(f"{k} pid {v['pid']}"
                                                              for k, v in status["processes"].items()))
-        for d in status["deployments"]:
+        if isinstance(status["deployments"], str):
+            console.print(f"  {status['deployments']}")
+        for d in status["deployments"] if isinstance(status["deployments"], list) else []:
             console.print(f"  {d['name']:32s} {'paused' if d['paused'] else 'active':7s} "
                           f"{', '.join(map(str, d['schedules'])) or 'no schedule'}")
     raise typer.Exit(0 if status["running"] else 1)
