@@ -2,7 +2,7 @@
 
 The server, process worker and prefect.yaml's deployments start through the real CLI; a tiny DVC project
 (three cheap stages and a failing one) then gets its own deployments of flows/pipeline.py: a schedule a
-few seconds out fires and completes through the worker, a failing stage ends Failed with its error in the
+few seconds out (added to one of them after `prefect deploy`) fires and completes through the worker, a failing stage ends Failed with its error in the
 logs, two runs at once take turns in the workspace, and the UI serves the flow runs (headless Chromium).
 """
 
@@ -62,13 +62,13 @@ class Api:
     def __init__(self, url: str) -> None:
         self.url, self.api = url, f"{url}/api"
 
-    def post(self, path: str, body: dict | None = None):
-        resp = httpx.post(f"{self.api}/{path}", json=body or {}, timeout=30)
+    def post(self, path: str, body: dict | list | None = None):
+        resp = httpx.post(f"{self.api}/{path}", json={} if body is None else body, timeout=60)
         resp.raise_for_status()
         return resp.json()
 
     def get(self, path: str):
-        resp = httpx.get(f"{self.api}/{path}", timeout=30)
+        resp = httpx.get(f"{self.api}/{path}", timeout=60)
         resp.raise_for_status()
         return resp.json()
 
@@ -79,7 +79,7 @@ class Api:
         return self.post("flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment_id]}},
                                               "sort": "EXPECTED_START_TIME_ASC"})
 
-    def wait_final(self, run_id: str, timeout_s: float = 90) -> dict:
+    def wait_final(self, run_id: str, timeout_s: float = 180) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             run = self.get(f"flow_runs/{run_id}")
@@ -138,12 +138,10 @@ def tiny(stack, tmp_path_factory):
     env = {**stack["env"], **GIT}
     repo = _tiny_project(tmp_path_factory.mktemp("tiny-project"), env)
     broken = _tiny_project(tmp_path_factory.mktemp("tiny-broken"), env)
-    first = datetime.now(timezone.utc) + timedelta(seconds=8)  # a schedule a few seconds out
     base = {"entrypoint": "flows/pipeline.py:pipeline", "work_pool": {"name": "octopus-process"}}
     deployments = [
         {**base, "name": "tiny-scheduled", "parameters": {"project_dir": str(repo), "stages": ["prepare", "evaluate"],
-                                                           "retries": 0},
-         "schedules": [{"interval": 3600, "anchor_date": first.isoformat()}]},
+                                                           "retries": 0}},
         {**base, "name": "tiny-broken", "parameters": {"project_dir": str(broken), "target": "broken", "retries": 0}},
         {**base, "name": "tiny-slow", "parameters": {"project_dir": str(repo), "stages": ["slow"], "retries": 0}},
     ]
@@ -153,7 +151,13 @@ def tiny(stack, tmp_path_factory):
     deploy(Stack(home=stack["home"]), prefect_file=prefect_file)
     api = stack["api"]
     ids = {d["name"]: api.deployment("octopus-pipeline", d["name"])["id"] for d in deployments}
-    return {"repo": repo, "first": first, "broken_run": api.run_deployment(ids["tiny-broken"]), **ids}
+    broken_run = api.run_deployment(ids["tiny-broken"])
+    # a schedule a few seconds out, added the way the UI adds one (a schedule in prefect.yaml would be
+    # written before `prefect deploy`, whose duration on a busy machine could put it in the past)
+    first = datetime.now(timezone.utc) + timedelta(seconds=6)
+    api.post(f"deployments/{ids['tiny-scheduled']}/schedules",
+             [{"schedule": {"interval": 3600, "anchor_date": first.isoformat()}, "active": True}])
+    return {"repo": repo, "first": first, "broken_run": broken_run, **ids}
 
 
 @pytest.mark.slow
@@ -184,7 +188,7 @@ def test_ui_start_registers_the_project_deployments_and_is_idempotent(stack):
 @pytest.mark.slow
 def test_scheduled_deployment_fires_runs_and_completes_with_artifacts(stack, tiny):
     api, repo = stack["api"], tiny["repo"]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not (runs := api.runs_of(tiny["tiny-scheduled"])) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert runs, "the scheduler made no run of the scheduled deployment"
@@ -198,7 +202,7 @@ def test_scheduled_deployment_fires_runs_and_completes_with_artifacts(stack, tin
     assert "Running stage 'prepare'" in logs and "prepare line 2" in logs  # the stage's own output, streamed
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"prepare", "evaluate"}
-    artifacts = {a["key"]: a for a in api.post("artifacts/latest/filter",
+    artifacts = {a["key"]: a for a in api.post("artifacts/filter",  # this run's (other runs share the keys)
                                                {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})}
     table = artifacts["octopus-evaluation"]
     assert table["type"] == "markdown" and "| oracle | 1.00 |" in table["data"]
