@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install sysdeps run test test-fast bench demo eval clean-cache
+.PHONY: install sysdeps run test test-fast bench demo eval clean-cache ui ui-stop
 
 # Offscreen rendering (MuJoCo on the CPU) needs Mesa's EGL and software GL driver from the system.
 MESA_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri
@@ -52,3 +52,11 @@ bench: install  ## simulator throughput, collection steps/min with 1 and 2 worke
 
 clean-cache:  ## drop the cached task suite (rebuilt on next use)
 	rm -rf $${OCTOPUS_CACHE:-$$HOME/.cache/octopus}
+
+# The Prefect UI on a real local server (schedules fire there, not on Prefect's temporary one): docs/ui.md
+PORT ?=
+ui: install  ## local Prefect server (SQLite in .prefect/), process pool + worker, prefect.yaml's deployments; prints the URL
+	@$(BIN)/octopus ui start $(if $(PORT),--port $(PORT))
+
+ui-stop:  ## end exactly what `make ui` started
+	@$(BIN)/octopus ui stop

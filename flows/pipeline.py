@@ -1,61 +1,65 @@
 """Prefect flow that runs the DVC pipeline stage by stage (DVC skips stages whose inputs did not change).
 
     python flows/pipeline.py            # run once, locally (Prefect starts a temporary server if none is set)
-    python flows/pipeline.py --serve    # serve it, so runs and schedules can be started from the Prefect UI
-    prefect deploy / serve              # schedule it from the Prefect UI (see infra/)
+    make ui                             # a real local server + worker with this flow deployed (prefect.yaml):
+                                        #   octopus-pipeline/nightly (paused), collect, evaluate; see docs/ui.md
 
-The flow holds no ML logic: each task is `dvc repro <stage>`; stages call the `octopus` CLI. The stages and
-their order come from dvc.yaml (`dvc stage list`, foreach stages expanded: sft@octopus, sft@blind, ...), so
-a stage added there runs here with no edit.
+The flow holds no ML logic: each task run is `dvc repro --single-item <stage>`, its output streamed
+line by line into the task run's logs; stages call the `octopus` CLI (collect and evaluate report
+their own flow runs, one task run per episode, to the same server). The stages and their order come
+from dvc.yaml (`dvc stage list`, foreach stages expanded: sft@octopus, sft@blind, ...), so a stage added
+there runs here with no edit. A run holds its workspace's one concurrency slot (`octopus.workspace`):
+a second run waits for the first instead of racing it for dvc.lock.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env() -> dict[str, str]:
-    """The environment with this interpreter's bin directory first (dvc stages call `octopus`)."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+from octopus.workspace import (EVAL_ARTIFACT_KEY, StageProgress, WorkspaceError, dvc_env, resolve_project,
+                               publish_evaluation, select_stages, workspace_lock)
 
 
-def dvc_stages() -> list[str]:
-    """The pipeline's stages in dvc.yaml order, foreach stages expanded (`dvc stage list --name-only`)."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"dvc stage list failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
-
-
-@task(retries=2, retry_delay_seconds=10, task_run_name="dvc-repro-{stage}")
-def repro(stage: str) -> str:
-    """Reproduce one DVC stage; raises (and is retried) when the stage fails."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", stage], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True)
+@task(retries=2, retry_delay_seconds=10, task_run_name="dvc-repro-{stage}", cache_policy=NO_CACHE)
+def repro(stage: str, root: str) -> int:
+    """Reproduce one DVC stage, streaming its output to the logs; raises (and is retried) when it fails."""
     logger = get_run_logger()
-    logger.info(proc.stdout[-4000:])
-    if proc.returncode != 0:
-        raise RuntimeError(f"dvc repro {stage} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return proc.stdout
+    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    tail: list[str] = []
+    for line in proc.stdout:  # a line at a time, so a long stage's progress shows while it runs
+        line = line.rstrip()
+        if line:
+            logger.info(line)
+            tail = (tail + [line])[-20:]
+    if proc.wait() != 0:
+        raise WorkspaceError(f"dvc repro {stage} failed ({proc.returncode}): " + "\n".join(tail))
+    return proc.returncode
 
 
 @flow(name="octopus-pipeline")
-def pipeline(stages: list[str] | None = None) -> None:
-    """Run the pipeline's stages in dvc.yaml order (default: all of them)."""
-    known = dvc_stages()
-    unknown = [s for s in stages or [] if s not in known]
-    if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; dvc.yaml has: {', '.join(known)}")
-    for stage in stages or known:
-        repro(stage)
+def pipeline(stages: list[str] | None = None, target: str | None = None, project_dir: str | None = None,
+             retries: int = 2) -> list[str]:
+    """Reproduce DVC stages in dvc.yaml order: `stages` as listed, else `target` and what it depends on,
+    else all. `project_dir`: the DVC project (default: this checkout). `retries`: per failing stage."""
+    logger = get_run_logger()
+    root = resolve_project(project_dir)
+    selected = select_stages(root, stages, target)
+    with workspace_lock(root) as lock:
+        logger.info("holding %s; stages: %s", lock, ", ".join(selected))
+        progress = StageProgress(len(selected))
+        for stage in selected:
+            repro.with_options(retries=retries)(stage, str(root))
+            logger.info("%s done (%.0f%% of this run)", stage, progress.advance())
+    if "evaluate" in selected and publish_evaluation(root):
+        logger.info("published reports/evaluate.md as the artifact %r", EVAL_ARTIFACT_KEY)
+    return selected
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
     octopus bench sim|collect|sft [--json]   simulator throughput; collection steps/min; SFT samples/s, responses/s
     octopus bench scaling                    completion and training minutes vs model size and data (Fig. 6b)
     octopus params [--check]               every params.yaml field with its type, default and help
+    octopus ui start|status|deploy|stop     the Prefect UI: local server, worker, deployments (make ui)
 
 The stage commands are named as their dvc.yaml stage and params.yaml section. Only this package reads
 argv, params files and the environment; everything else takes typed params. One module per command
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import typer
 
-from octopus.cli import bench, params, sim, stages, tasks
+from octopus.cli import bench, params, sim, stages, tasks, ui
 
 app = typer.Typer(help="Octopus: an embodied vision-language programmer trained from environment feedback.",
                   no_args_is_help=True, add_completion=False)
@@ -37,6 +38,7 @@ app.command("evaluate")(stages.evaluate_cmd)
 app.add_typer(bench.app, name="bench")
 bench.app.command("sim")(sim.sim_bench)
 app.command("params")(params.params_cmd)
+app.add_typer(ui.app, name="ui")
 
 
 def main() -> None:  # pragma: no cover - console entry point
