@@ -228,6 +228,10 @@ class SFTParams:
     report_to: str = _f("wandb", "wandb | none", choices=("wandb", "none"))
 
 
+#: what the evaluate stage shows a vision-language policy (`octopus.agents.learned.perturb_views`)
+EVAL_VIEWS = ("normal", "shuffle", "noise")
+
+
 @dataclass(frozen=True)
 class EvaluateParams:
     """The evaluate stage: agents on the 60-task evaluation suite (paper Tables 3-4)."""
@@ -245,6 +249,9 @@ class EvaluateParams:
                                  metadata={"help": "the fan-out of episodes (kind, workers, address, task_retries); "
                                            "an episode still failing after its retries is recorded as crashed"})
     save_views: bool = _f(True, "keep each step's views for the HTML rollout report")
+    views: str = _f("normal", "what a vision-language policy row is shown: normal | shuffle (the 10 views in a "
+                    "random order at every step) | noise (uniform noise instead of every view); the paper's "
+                    "vision ablation (Fig. 6c)", choices=EVAL_VIEWS)
 
 
 RLEF_ALGORITHMS = ("ppo", "grpo", "rloo", "dpo")

@@ -43,8 +43,8 @@ def ablations_cmd(only: str = typer.Option("", help="comma-separated ablation na
                   start: bool = typer.Option(False, "--start", help="then `dvc queue start` (runs them in the "
                                              "background; watch with `dvc queue status`)"),
                   jobs: int = typer.Option(1, help="queue workers for --start (each runs a whole pipeline)")) -> None:
-    """Queue the paper's ablations (Fig. 6) as DVC experiments: finetune modes, model size, vision
-    shuffled/noise at evaluation, RLEF algorithm and reward. docs/experiments.md lists them."""
+    """Queue the paper's ablations (Fig. 6) as DVC experiments: finetune modes, the policy's size, its views
+    shuffled or noise at evaluation, the RLEF algorithm and reward. docs/experiments.md lists them."""
     import shlex
     import subprocess
 
@@ -56,7 +56,9 @@ def ablations_cmd(only: str = typer.Option("", help="comma-separated ablation na
         fail(str(err.args[0]))
     if dry_run:
         for name, cmd in zip(names, cmds):
-            print(f"# {name}: {ABLATIONS[name].what} (Fig. {ABLATIONS[name].figure})\n{shlex.join(cmd)}")
+            fig = ABLATIONS[name].figure
+            print(f"# {name}: {ABLATIONS[name].what} ({f'paper Fig. {fig}' if fig else 'not in the paper'})\n"
+                  f"{shlex.join(cmd)}")
         return
     try:
         queue(names, start=start, jobs=jobs)
