@@ -16,6 +16,7 @@ no views, the ground-truth objects and relations as text).
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,17 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def overrides(ablation: Ablation, params: dict) -> list[str]:
+def overrides(sets: dict[str, Any], params: dict) -> list[str]:
     """`-S` values; a param missing from params.yaml is added with Hydra's `+` (DVC refuses it otherwise)."""
-    sets = {"evaluate.agents": OCTOPUS_ROWS, **ablation.sets}
     return [f"{'' if _has(params, k) else '+'}{k}={_value(v)}" for k, v in sets.items()]
+
+
+def exp_run_command(name: str, sets: dict[str, Any], params: dict) -> list[str]:
+    """`dvc exp run --queue -n NAME -S k=v ...` for an experiment that sets `sets` on top of `params`."""
+    cmd = ["dvc", "exp", "run", "--queue", "-n", name]
+    for o in overrides(sets, params):
+        cmd += ["-S", o]
+    return cmd
 
 
 def commands(names: list[str], params_file: Path = Path("params.yaml")) -> list[list[str]]:
@@ -81,22 +89,17 @@ def commands(names: list[str], params_file: Path = Path("params.yaml")) -> list[
     if unknown:
         raise KeyError(f"unknown ablation {unknown[0]!r}; known: {', '.join(ABLATIONS)}")
     params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
-    out = []
-    for name in names:
-        cmd = ["dvc", "exp", "run", "--queue", "-n", name]
-        for o in overrides(ABLATIONS[name], params or {}):
-            cmd += ["-S", o]
-        out.append(cmd)
-    return out
+    return [exp_run_command(name, {"evaluate.agents": OCTOPUS_ROWS, **ABLATIONS[name].sets}, params or {})
+            for name in names]
 
 
-def queue(names: list[str], start: bool = False, jobs: int = 1, dvc: str = "dvc",
+def queue(names: list[str], start: bool = False, jobs: int = 1,
           params_file: Path = Path("params.yaml")) -> list[list[str]]:
     """Queue the ablations (and start the queue's workers); returns the commands run. Raises
     CalledProcessError with DVC's message when one is refused."""
     cmds = commands(names, params_file)
     if start:
         cmds.append(["dvc", "queue", "start", "-j", str(jobs)])
-    for cmd in cmds:
-        subprocess.run([dvc, *cmd[1:]], check=True, capture_output=True, text=True)
+    for cmd in cmds:  # this environment's DVC, whatever is first on PATH
+        subprocess.run([sys.executable, "-m", "dvc", *cmd[1:]], check=True, capture_output=True, text=True)
     return cmds
