@@ -65,6 +65,7 @@ def _project(root: Path, params: dict) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_broken_metrics_file_is_an_error_naming_it_and_a_missing_one_is_a_dash(tmp_path):
     repo = _project(tmp_path / "p", {"train": {"lr": 0.1}})
     cmp = comparison(collect(repo))  # nothing ran: every metric is missing
@@ -116,3 +117,36 @@ def test_two_queued_experiments_are_compared_with_their_params_and_metrics(tmp_p
     for png in ("completion.png", "training.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in md
     assert "0 active" in _dvc("queue", "status", cwd=repo)  # the queue's worker is gone
+
+
+def _invoke(*args: str, cwd: Path):
+    from typer.testing import CliRunner
+
+    from octopus.cli import app
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    finally:
+        os.chdir(old)
+
+
+def test_ablations_dry_run_prints_one_queued_experiment_each_with_plus_for_new_params(tmp_path):
+    from octopus.experiments.ablations import ABLATIONS
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())
+    r = _invoke("ablations", "--dry-run", cwd=tmp_path)
+    assert r.exit_code == 0, r.output
+    cmds = [line for line in r.output.splitlines() if line.startswith("dvc exp run")]
+    assert len(cmds) == len(ABLATIONS) and all("--queue -n " in c for c in cmds)
+    shuffle = next(c for c in cmds if "-n vision-shuffle" in c)
+    has_views = "views" in yaml.safe_load((tmp_path / "params.yaml").read_text())["evaluate"]
+    assert ("-S evaluate.views=shuffle" if has_views else "-S +evaluate.views=shuffle") in shuffle
+    assert "-S rlef.reward=simulator" in next(c for c in cmds if "-n rlef-simulator" in c)
+    bad = _invoke("ablations", "--only", "vision-blur", cwd=tmp_path)
+    assert bad.exit_code == 2 and "unknown ablation 'vision-blur'" in bad.output and "vision-noise" in bad.output
+
+
+def test_bench_collect_names_an_unknown_runner(tmp_path):
+    r = _invoke("bench", "collect", "--runner", "slurm", cwd=tmp_path)
+    assert r.exit_code == 2 and "--runner: must be one of process, thread, dask, ray" in r.output
