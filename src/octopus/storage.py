@@ -63,7 +63,8 @@ def credentials(state_dir: Path) -> tuple[str, str]:
         raise StorageError(f"set both {ENV_ACCESS} and {ENV_SECRET}, or neither (a pair is then generated)")
     path = state_dir / "credentials.env"
     if path.is_file():
-        values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        values = dict(line.strip().split("=", 1) for line in path.read_text().splitlines()
+                      if "=" in line and not line.lstrip().startswith("#"))
         if values.get(ENV_ACCESS) and values.get(ENV_SECRET):
             return values[ENV_ACCESS], values[ENV_SECRET]
     access, secret = "OCTO" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
@@ -143,7 +144,7 @@ class Store:
         if self.pid() is not None:
             return self.info()
         ports = {"s3": port, "master": port + 1, "volume": port + 2, "filer": port + 3}
-        busy = [f"{name} {p}" for name, p in ports.items() for p in (p, p + 10000) if not _free(p)]
+        busy = [f"{name} {q}" for name, p in ports.items() for q in (p, p + 10000) if not _free(q)]
         if busy:
             raise StorageError(f"ports in use: {', '.join(busy)} (choose another with STORAGE_PORT / --port)")
         access, secret = credentials(self.state_dir)

@@ -53,7 +53,7 @@ class Experiment:
     name: str                      # "workspace", the branch/commit name, or the experiment's name
     rev: str                       # commit sha (short) or "workspace"
     kind: str                      # workspace | baseline | experiment
-    state: str                     # success | queued | running | failed
+    state: str                     # an experiment's: success | queued | running | failed ("–" for the others)
     params: dict[str, Any] = field(default_factory=dict)      # flattened: "sft.mode" -> "full"
     metrics: dict[str, dict] = field(default_factory=dict)    # metrics file -> its parsed contents
 
@@ -84,7 +84,7 @@ def from_exp_show(raw: list[dict]) -> list[Experiment]:
     out: list[Experiment] = []
     for state in raw:
         kind = "workspace" if state["rev"] == "workspace" else "baseline"
-        out.append(_experiment(state, kind, "success"))
+        out.append(_experiment(state, kind, DASH))  # the workspace and commits have no run state
         for rng in state.get("experiments") or []:
             executor = rng.get("executor") or {}
             for exp in rng.get("revs") or []:
