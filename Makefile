@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install sysdeps run test test-fast bench demo eval clean-cache ui ui-stop
+.PHONY: install sysdeps run test test-fast bench demo eval clean-cache ui ui-stop compare ablations storage storage-stop
 
 # Offscreen rendering (MuJoCo on the CPU) needs Mesa's EGL and software GL driver from the system.
 MESA_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri
@@ -49,6 +49,20 @@ bench: install  ## simulator throughput, collection steps/min with 1 and 2 worke
 	$(BIN)/octopus bench sim --json --distractors 12 --no-render
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/octopus bench collect --json
 	$(BIN)/octopus bench sft --json
+
+compare: install  ## the workspace and every DVC experiment side by side: tables, reports/compare/compare.md and PNG plots
+	$(BIN)/octopus compare
+
+ABLATIONS ?=
+ablations: install  ## queue the paper's ablations (Fig. 6) as DVC experiments and start them (ABLATIONS=a,b for some)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/octopus ablations --start $(if $(ABLATIONS),--only $(ABLATIONS))
+
+STORAGE_PORT ?= 8333
+storage: install  ## a local S3 store (SeaweedFS) on 127.0.0.1:$(STORAGE_PORT) as the extra DVC remote `s3` (docs/experiments.md)
+	$(BIN)/octopus storage start --port $(STORAGE_PORT)
+
+storage-stop: install  ## stop the store `make storage` started (its data stays in .storage/)
+	$(BIN)/octopus storage stop
 
 clean-cache:  ## drop the cached task suite (rebuilt on next use)
 	rm -rf $${OCTOPUS_CACHE:-$$HOME/.cache/octopus}

@@ -231,6 +231,10 @@ class SFTParams:
     report_to: str = _f("wandb", "wandb | none", choices=("wandb", "none"))
 
 
+#: what the evaluate stage shows a vision-language policy (`octopus.agents.learned.perturb_views`)
+EVAL_VIEWS = ("normal", "shuffle", "noise")
+
+
 @dataclass(frozen=True)
 class EvaluateParams:
     """The evaluate stage: agents on the 60-task evaluation suite (paper Tables 3-4)."""
@@ -251,6 +255,9 @@ class EvaluateParams:
     batch: int = _f(16, "episodes of a trained-policy row run in lockstep by one task run, one batched generate per "
                     "round (the same episodes as one by one, 3.6x faster on 2 cores; 1: one task run per episode)",
                     lo=1, hi=1024)
+    views: str = _f("normal", "what a vision-language policy row is shown: normal | shuffle (the 10 views in a "
+                    "random order at every step) | noise (uniform noise instead of every view); the paper's "
+                    "vision ablation (Fig. 6c)", choices=EVAL_VIEWS)
 
 
 RLEF_ALGORITHMS = ("ppo", "grpo", "rloo", "dpo")

@@ -13,17 +13,20 @@
     octopus bench scaling                    completion and training minutes vs model size and data (Fig. 6b)
     octopus params [--check]               every params.yaml field with its type, default and help
     octopus ui start|status|deploy|stop     the Prefect UI: local server, worker, deployments (make ui)
+    octopus compare [-A]                     the workspace and every DVC experiment side by side (reports/compare/)
+    octopus ablations [--only A,B] [--start] queue the paper's ablations (Fig. 6) as DVC experiments
+    octopus storage start|stop|status        a local S3 object store (SeaweedFS) as the DVC remote `s3`
 
 The stage commands are named as their dvc.yaml stage and params.yaml section. Only this package reads
 argv, params files and the environment; everything else takes typed params. One module per command
-group: tasks, sim, stages (what dvc.yaml runs), bench, params; common holds what they share.
+group: tasks, sim, stages (what dvc.yaml runs), bench, params, experiments, storage; common holds what they share.
 """
 
 from __future__ import annotations
 
 import typer
 
-from octopus.cli import bench, params, sim, stages, tasks, ui
+from octopus.cli import bench, experiments, params, sim, stages, storage, tasks, ui
 
 app = typer.Typer(help="Octopus: an embodied vision-language programmer trained from environment feedback.",
                   no_args_is_help=True, add_completion=False)
@@ -39,6 +42,9 @@ app.add_typer(bench.app, name="bench")
 bench.app.command("sim")(sim.sim_bench)
 app.command("params")(params.params_cmd)
 app.add_typer(ui.app, name="ui")
+app.command("compare")(experiments.compare_cmd)
+app.command("ablations")(experiments.ablations_cmd)
+app.add_typer(storage.app, name="storage")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -20,12 +20,21 @@ def collect_bench(as_json: bool = typer.Option(False, "--json", help="print the 
                repeats: int = typer.Option(3, help="timed runs per worker count (the median is reported)"),
                workers: str = typer.Option("1,2", help="worker counts to time, comma-separated"),
                dvc_noop: bool = typer.Option(True, help="also time a no-op `dvc repro` (needs the pipeline run once)"),
+               runner: str = typer.Option("process", help="the fan-out: process (a process pool) | dask (a local "
+                                          "Dask cluster, prefect-dask) | thread | ray"),
                params: Path = PARAMS) -> None:
     """Collection throughput (steps/min) with the oracle teacher, rendering on, per worker count; no-op dvc repro time."""
+    from octopus.cli.common import fail
+    if runner not in ("process", "thread", "dask", "ray"):
+        fail(f"--runner: must be one of process, thread, dask, ray, got {runner!r}")
     from octopus.data.collect_bench import run_collect_bench, time_noop_repro
+    from octopus.orchestration import OrchestrationError
     p = params_of(params)
     counts = [int(w) for w in workers.split(",") if w.strip()]
-    report = run_collect_bench(p, counts, episodes, repeats)
+    try:
+        report = run_collect_bench(p, counts, episodes, repeats, runner)
+    except OrchestrationError as err:
+        fail(str(err))
     if dvc_noop:
         report["dvc_repro_noop_s"] = time_noop_repro(repeats)
     print_report(report, as_json)

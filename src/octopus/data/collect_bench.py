@@ -1,8 +1,9 @@
 """Benchmarks of the collect stage (`octopus bench collect`; numbers, not tests).
 
 steps_per_min[w]: tree nodes (steps, rendering and PNG encoding included) per minute with the oracle
-    teacher over the Prefect fan-out with `w` worker processes, wall clock from submission (pool
-    start-up included) to the last episode; the median of `repeats` runs over the same episodes.
+    teacher over the Prefect fan-out with `w` workers of the runner (`--runner`: process pool by
+    default, or a local Dask cluster), wall clock from submission (pool or cluster start-up included)
+    to the last episode; the median of `repeats` runs over the same episodes.
 scaling: steps_per_min[2] / steps_per_min[1].
 first_episode_s[w]: submission to the first finished episode (worker start-up: spawn, imports, sandbox).
 steady_steps_per_min[w]: the rate once every worker has finished an episode (start-up excluded);
@@ -62,15 +63,18 @@ def _steady(finished: list[tuple[float, int]], workers: int) -> tuple[float, flo
     return finished[0][0], 60 * nodes / (end - start) if end > start else 0.0
 
 
-def run_collect_bench(params: Params, workers: list[int], episodes: int, repeats: int) -> dict:
+def run_collect_bench(params: Params, workers: list[int], episodes: int, repeats: int, kind: str = "process") -> dict:
+    """`kind`: the runner (process | thread | dask | ray; a local pool or cluster of `w` workers, started per run)."""
     from octopus.data.collect import done
-    from octopus.orchestration import ensure_prefect_api
+    from octopus.orchestration import check_runner, ensure_prefect_api
+    runner = RunnerParams(kind=kind, task_retries=0)
+    check_runner(runner, "bench collect --runner")
     ensure_prefect_api()  # the temporary server as `octopus collect` starts it, before the first flow
-    runner = RunnerParams(kind="process", task_retries=0)
     c = replace(params.collect, teacher="oracle", runner=runner, max_tasks=0, episodes_per_task=1)
     base = replace(params, collect=c)
     jobs = _bench_jobs(base, episodes)
-    report: dict = {"episodes": len(jobs), "render_size": params.render.size, "explore": c.oracle.explore}
+    report: dict = {"runner": kind, "episodes": len(jobs), "render_size": params.render.size,
+                    "explore": c.oracle.explore}
     nodes = 0
     for w in workers:
         rates, firsts, steadies = [], [], []

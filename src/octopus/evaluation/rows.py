@@ -89,7 +89,8 @@ def _policy_row(policy: str, stage: str, checkpoint: Path, note: str, constrain:
                 name: str | None = None) -> Row:
     def make(p: Params, seed: int):
         from octopus.agents import make_agent
-        agent = make_agent("policy", model=checkpoint, params=p.for_policy(policy), constrain_names=constrain)
+        agent = make_agent("policy", model=checkpoint, params=p.for_policy(policy), constrain_names=constrain,
+                           views=p.evaluate.views, views_seed=p.evaluate.seed)
         agent.policy.generator_seed = seed
         return agent
     return Row(name or f"{policy}_{stage}" + ("_names" if constrain else ""), make, lambda p: p.for_policy(policy).model.temperature > 0,

@@ -1,0 +1,105 @@
+"""The paper's ablations (Fig. 6) as queued DVC experiments: `dvc exp run --queue -S ... -n NAME`, then
+`dvc queue start` runs them one after another in temporary copies of the workspace.
+
+    octopus ablations --dry-run            # the dvc commands, nothing queued
+    octopus ablations                      # queue all of them
+    octopus ablations --only vision-shuffle,vision-noise --start
+    octopus compare                        # once they ran: every experiment side by side
+
+Each ablation changes only the `octopus` policy (`policies.octopus.*`), so `sft@blind` stays cached, and
+evaluates only the octopus rows (`evaluate.agents`): the random, oracle and blind rows do not depend on
+what an ablation changes and are in the baseline's table. RLEF on/off is in every table already
+(`octopus_sft` next to `octopus_rlef*`), and so is "trained without views" (`blind_sft`: the same steps,
+no views, the ground-truth objects and relations as text).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: the rows every ablation evaluates (the default rlef runs: ppo, and rlef.extra's grpo and dpo)
+OCTOPUS_ROWS = ["octopus_sft", "octopus_rlef", "octopus_rlef_grpo", "octopus_rlef_dpo"]
+
+
+@dataclass(frozen=True)
+class Ablation:
+    name: str            # the experiment's name (`dvc exp run -n`)
+    figure: str          # which panel of the paper's Fig. 6 it reproduces (empty: not in the paper)
+    what: str            # what it changes, in words
+    sets: dict[str, Any]  # param path -> value (`-S path=value`)
+
+
+ABLATIONS = {a.name: a for a in (
+    Ablation("ft-connector", "6a", "sft trains only the connector (Perceiver Resampler + gated cross-attention)",
+             {"policies.octopus.sft.mode": "connector"}),
+    Ablation("ft-connector-lm", "6a", "sft trains the connector and the language model (vision frozen)",
+             {"policies.octopus.sft.mode": "connector_lm"}),
+    Ablation("size-small", "6b", "the small preset (~9M parameters) instead of tiny (~2M)",
+             {"policies.octopus.model.preset": "small"}),
+    Ablation("vision-shuffle", "6c", "evaluation with the 10 views in a random order at every step",
+             {"evaluate.views": "shuffle"}),
+    Ablation("vision-noise", "6c", "evaluation with every view replaced by uniform noise",
+             {"evaluate.views": "noise"}),
+    Ablation("rlef-rloo", "", "an RLOO run next to ppo, grpo and dpo",
+             {"rlef.extra": ["grpo", "dpo", "rloo"], "evaluate.agents": [*OCTOPUS_ROWS, "octopus_rlef_rloo"]}),
+    Ablation("rlef-simulator", "", "RLEF rewarded by the simulator (execute the response) instead of r_phi",
+             {"rlef.reward": "simulator"}),
+)}
+
+
+def _has(tree: Any, path: str) -> bool:
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return False
+        tree = tree[key]
+    return True
+
+
+def _value(v: Any) -> str:
+    """A value in the override grammar `-S` reads (Hydra's): lists as [a,b], strings bare."""
+    if isinstance(v, list):
+        return "[" + ",".join(map(_value, v)) + "]"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def overrides(sets: dict[str, Any], params: dict) -> list[str]:
+    """`-S` values; a param missing from params.yaml is added with Hydra's `+` (DVC refuses it otherwise)."""
+    return [f"{'' if _has(params, k) else '+'}{k}={_value(v)}" for k, v in sets.items()]
+
+
+def exp_run_command(name: str, sets: dict[str, Any], params: dict) -> list[str]:
+    """`dvc exp run --queue -n NAME -S k=v ...` for an experiment that sets `sets` on top of `params`."""
+    cmd = ["dvc", "exp", "run", "--queue", "-n", name]
+    for o in overrides(sets, params):
+        cmd += ["-S", o]
+    return cmd
+
+
+def commands(names: list[str], params_file: Path = Path("params.yaml")) -> list[list[str]]:
+    """The `dvc exp run --queue` command of each named ablation (KeyError naming an unknown one)."""
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise KeyError(f"unknown ablation {unknown[0]!r}; known: {', '.join(ABLATIONS)}")
+    params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
+    return [exp_run_command(name, {"evaluate.agents": OCTOPUS_ROWS, **ABLATIONS[name].sets}, params or {})
+            for name in names]
+
+
+def queue(names: list[str], start: bool = False, jobs: int = 1,
+          params_file: Path = Path("params.yaml")) -> list[list[str]]:
+    """Queue the ablations (and start the queue's workers); returns the commands run. Raises
+    CalledProcessError with DVC's message when one is refused."""
+    cmds = commands(names, params_file)
+    if start:
+        cmds.append(["dvc", "queue", "start", "-j", str(jobs)])
+    for cmd in cmds:  # this environment's DVC, whatever is first on PATH
+        subprocess.run([sys.executable, "-m", "dvc", *cmd[1:]], check=True, capture_output=True, text=True)
+    return cmds
