@@ -125,6 +125,8 @@ class LLMTeacherParams:
     cache_dir: str = _f(str(paths.LLM_CACHE), "response cache keyed by request: a rerun reproduces the data at no cost")
     price_prompt_per_1k: float = _f(0.03, "USD per 1,000 prompt tokens (cost accounting)", lo=0.0)
     price_completion_per_1k: float = _f(0.06, "USD per 1,000 completion tokens (cost accounting)", lo=0.0)
+    images: bool = _f(False, "send obs text + the 10 views as PNG data URLs instead of the full text message "
+                      "(a vision-language endpoint such as `octopus serve`)")
 
 
 #: scale presets of the collect stage: (max_tasks, episodes_per_task); 0 tasks = the whole train split

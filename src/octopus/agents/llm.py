@@ -5,7 +5,8 @@
     teacher.usage()                               # requests, cache hits, retries, tokens, cost_usd
 
 Each proposal is one chat completion for the paper's system message and the episode's full text
-environment message. Answers are cached on disk, keyed by the request (not the endpoint or key), so a
+environment message; with `images: true` the user message is instead what a vision-language policy reads:
+the text part of the message (`obs["text"]`) and the 10 views as PNG data URLs (e.g. for `octopus serve`). Answers are cached on disk, keyed by the request (not the endpoint or key), so a
 rerun of the collect stage with the same seeds reproduces the same data without a single request.
 The request `seed` derives from the teacher's seed and a call counter: different episodes (seeds) and
 different calls of one episode never share a cache entry, while a rerun repeats the same sequence.
@@ -20,8 +21,10 @@ failed step (parsed=False), not an error here.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import hashlib
+import io
 import json
 import logging
 import math
@@ -31,8 +34,10 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 
 from octopus.agents import Proposal, TeacherError, register, register_teacher
 from octopus.config import CollectParams, LLMTeacherParams, SimParams
@@ -112,6 +117,29 @@ def _choice_index(pair: tuple[int, object]) -> int:
     return index if isinstance(index, int) else position
 
 
+def image_data_url(view: np.ndarray) -> str:
+    """One (H, W, 3) uint8 view as a PNG data URL (what clients send; lossless, so the policy sees the env's pixels)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(view, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def observation_content(text: str, views: np.ndarray | None) -> str | list[dict[str, Any]]:
+    """A user message's content for an observation: the text, then the 10 views as data URLs (or the text alone)."""
+    if views is None:
+        return text
+    return [{"type": "text", "text": text}] + [{"type": "image_url", "image_url": {"url": image_data_url(v)}}
+                                               for v in views]
+
+
+def _text_of(content: str | list) -> str:
+    """A message's text: the string, or its text parts (images are not counted)."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+
+
 def _estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
@@ -120,10 +148,10 @@ class LLMTeacher:
     """Proposes responses from an OpenAI-compatible chat endpoint, cached on disk and accounted for."""
 
     name = "llm"
-    reads = frozenset({"message"})
 
     def __init__(self, params: LLMTeacherParams, sim: SimParams, seed: int = 0) -> None:
         self.params, self.sim, self.seed = params, sim, seed
+        self.reads = frozenset({"views", "text"} if params.images else {"message"})
         self.url = params.base_url.rstrip("/") + "/chat/completions"
         self.cache_dir = Path(params.cache_dir) if params.cache_dir else None
         self.system = system_message(sim.reach_m)
@@ -141,11 +169,18 @@ class LLMTeacher:
         """The chat messages for one state: system prompt + the full environment message (`info["message"]`)."""
         return [{"role": "system", "content": self.system}, {"role": "user", "content": message}]
 
+    def observation_messages(self, obs: dict, info: dict) -> list[dict]:
+        """The chat messages for an env step: `messages(info["message"])`, or (`images`) the text + 10 views."""
+        if not self.params.images:
+            return self.messages(info["message"])
+        return [{"role": "system", "content": self.system},
+                {"role": "user", "content": observation_content(obs["text"], obs["views"])}]
+
     def propose(self, obs: dict, info: dict, n: int = 1) -> list[Proposal]:
         """`n` responses for the state; asks again (new seed) while the server returns fewer."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        messages = self.messages(info["message"])
+        messages = self.observation_messages(obs, info)
         with self._lock:
             call, self._calls = self._calls, self._calls + 1
         proposals: list[Proposal] = []
@@ -204,7 +239,7 @@ class LLMTeacher:
         try:
             return texts, int(usage["prompt_tokens"]), int(usage["completion_tokens"]), False
         except (TypeError, KeyError, ValueError):
-            prompt = sum(_estimate_tokens(m["content"]) for m in request["messages"])
+            prompt = sum(_estimate_tokens(_text_of(m["content"])) for m in request["messages"])
             return texts, prompt, sum(_estimate_tokens(t) for t in texts), True
 
     def _cost(self, prompt: int, completion: int) -> float:
@@ -321,8 +356,7 @@ class LLMAgent:
 
     def __init__(self, params: LLMTeacherParams | None = None, sim: SimParams | None = None, seed: int = 0) -> None:
         self.teacher = LLMTeacher(params or LLMTeacherParams(), sim or SimParams(), seed)
-
-    reads = LLMTeacher.reads
+        self.reads = self.teacher.reads
 
     def respond(self, obs: dict, info: dict) -> str:
         return self.teacher.propose(obs, info, 1)[0].text

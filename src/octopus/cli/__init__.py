@@ -11,6 +11,7 @@
     octopus evaluate                         the evaluate stage (Table 3 on the suite; reports/evaluate.*)
     octopus bench sim|collect|sft [--json]   simulator throughput; collection steps/min; SFT samples/s, responses/s
     octopus bench scaling                    completion and training minutes vs model size and data (Fig. 6b)
+    octopus serve MODEL [--port N]          a policy as an OpenAI-compatible chat endpoint on 127.0.0.1
     octopus params [--check]               every params.yaml field with its type, default and help
     octopus ui start|status|deploy|stop     the Prefect UI: local server, worker, deployments (make ui)
     octopus compare [-A]                     the workspace and every DVC experiment side by side (reports/compare/)
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import typer
 
-from octopus.cli import bench, experiments, params, sim, stages, storage, tasks, ui
+from octopus.cli import bench, experiments, params, serve, sim, stages, storage, tasks, ui
 
 app = typer.Typer(help="Octopus: an embodied vision-language programmer trained from environment feedback.",
                   no_args_is_help=True, add_completion=False)
@@ -45,6 +46,7 @@ app.add_typer(ui.app, name="ui")
 app.command("compare")(experiments.compare_cmd)
 app.command("ablations")(experiments.ablations_cmd)
 app.add_typer(storage.app, name="storage")
+app.command("serve")(serve.serve_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry point
