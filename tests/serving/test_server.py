@@ -139,3 +139,17 @@ def test_a_full_queue_is_429_with_retry_after(vision_policy, monkeypatch):
             assert third.json()["error"]["code"] == "rate_limit_exceeded"
             gate.set()
             assert first.result().status_code == second.result().status_code == 200
+
+
+@pytest.mark.slow
+def test_the_load_test_reports_both_sides(vision_policy):
+    from octopus.serving.bench import run_serve_bench, synthetic_observations
+    observations = synthetic_observations(4, 32, reads_views=True)
+    assert len({o["text"] for o in observations}) == 4 and observations[0]["views"].shape == (10, 32, 32, 3)
+    report = run_serve_bench(vision_policy, observations, clients=2, repeats=1)
+    assert report["served"]["failed"] == 0 and 1 <= report["served"]["mean_batch"] <= 2
+    for side in ("direct", "served"):
+        assert report[side]["responses_per_s"] > 0 and 0 < report[side]["p50_s"] <= report[side]["p99_s"]
+    assert report["throughput_ratio"] == pytest.approx(
+        report["served"]["responses_per_s"] / report["direct"]["responses_per_s"], rel=0.01)
+    vision_policy.batch_size = 8

@@ -10,6 +10,7 @@
     octopus sft [--policy NAME]              the sft stage of one policy (TRL SFTTrainer; models/sft/NAME)
     octopus evaluate                         the evaluate stage (Table 3 on the suite; reports/evaluate.*)
     octopus bench sim|collect|sft [--json]   simulator throughput; collection steps/min; SFT samples/s, responses/s
+    octopus bench serve [--json]             `octopus serve` with 8 concurrent clients vs direct respond_batch
     octopus bench scaling                    completion and training minutes vs model size and data (Fig. 6b)
     octopus serve MODEL [--port N]          a policy as an OpenAI-compatible chat endpoint on 127.0.0.1
     octopus params [--check]               every params.yaml field with its type, default and help

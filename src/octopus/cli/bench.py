@@ -1,4 +1,4 @@
-"""`octopus bench sim | collect | sft | rlef | scaling`: the numbers behind the issues' targets (benchmarks, not tests)."""
+"""`octopus bench sim | collect | sft | rlef | scaling | serve`: the numbers behind the issues' targets (benchmarks, not tests)."""
 
 from __future__ import annotations
 
@@ -102,3 +102,31 @@ def scaling_bench(presets: str = typer.Option("tiny,small", help="model presets,
     write_json(out / "scaling.json", report)
     write_atomic(out / "scaling.md", markdown(report))
     print(markdown(report))
+
+
+@app.command("serve")
+def serve_bench(as_json: bool = typer.Option(False, "--json", help="print the numbers as JSON"),
+                model: Path = typer.Option(None, help="policy checkpoint (default: a random-init policy of params.yaml's "
+                                           "model preset, built in memory)"),
+                clients: int = typer.Option(8, min=1, max=64, help="concurrent HTTP clients (and the batch size)"),
+                requests: int = typer.Option(4, min=1, help="requests each client sends, one after another"),
+                repeats: int = typer.Option(3, min=1, help="timed runs (the median is reported)"),
+                max_new_tokens: int = typer.Option(128, min=1, help="tokens per response"),
+                window_ms: float = typer.Option(10.0, min=0.0, help="the server's batching window"),
+                params: Path = PARAMS) -> None:
+    """`octopus serve` on loopback: CLIENTS concurrent clients vs direct Policy.respond_batch on the same
+    observations: responses/s, p50/p99 latency and the throughput ratio (target >= 0.8)."""
+    from octopus.model.policy import Policy
+    from octopus.serving.bench import run_serve_bench, synthetic_observations
+    p = params_of(params)
+    if model is not None:
+        policy = Policy.from_pretrained(model, max_new_tokens=max_new_tokens, temperature=0.0)
+    else:
+        from octopus.model.factory import build_model
+        texts = [o.get("text") or o["message"] for o in synthetic_observations(16, 16, False)]
+        policy = Policy(build_model(p.model, texts * 8, seed=0), max_new_tokens=max_new_tokens)
+    observations = synthetic_observations(clients * requests, p.render.size, policy.pm.family.reads_views)
+    report = run_serve_bench(policy, observations, clients, repeats, window_ms)
+    report["model"] = str(model) if model else f"random-init {p.model.family}/{p.model.preset}"
+    report["view_px"] = p.render.size
+    print_report(report, as_json)

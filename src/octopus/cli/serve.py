@@ -17,6 +17,8 @@ def serve_cmd(model: Path = typer.Argument(..., help="policy checkpoint director
               max_batch: int = typer.Option(8, min=1, max=256, help="responses per batched generate call"),
               window_ms: float = typer.Option(10.0, min=0.0, max=1000.0,
                                               help="how long to wait for more requests after the first"),
+              max_wait_ms: float = typer.Option(200.0, min=0.0, max=10000.0,
+                                                help="longest a batch waits for requests still being read"),
               max_queue: int = typer.Option(256, min=1, help="waiting responses before new requests get HTTP 429"),
               max_tokens: int = typer.Option(1024, min=1, help="cap on a request's max_tokens"),
               log_level: str = typer.Option("info", help="uvicorn log level")) -> None:
@@ -33,7 +35,7 @@ def serve_cmd(model: Path = typer.Argument(..., help="policy checkpoint director
     except (ModelError, OSError, ValueError) as err:
         fail(f"cannot load the policy {model}: {err}")
     served = name or model.resolve().name
-    config = ServeConfig(max_batch=max_batch, window_ms=window_ms, max_queue=max_queue,
+    config = ServeConfig(max_batch=max_batch, window_ms=window_ms, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          limits=ServeLimits(max_tokens=max_tokens))
     console.print(f"serving {served} ({policy.pm.family.name}, reads {', '.join(sorted(policy.reads))}) on "
                   f"http://{host}:{port}/v1")

@@ -40,6 +40,7 @@ class ServeConfig:
 
     max_batch: int = 8          # choices answered by one respond_batch call
     window_ms: float = 10.0     # how long the worker waits for more requests after the first
+    max_wait_ms: float = 200.0  # ... and at most this long while requests are still being read and parsed
     max_queue: int = 256        # waiting choices before new requests get 429
     limits: ServeLimits = field(default_factory=ServeLimits)
 
@@ -58,6 +59,7 @@ class Batcher:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._waiting = 0  # choices queued, not yet taken by the worker
         self.in_flight = 0  # choices being generated now
+        self._arriving = 0  # requests being read and parsed
         self._lock = threading.Lock()
         self.batches: list[int] = []  # choices per respond_batch call (for /stats and the benchmark)
         self._thread = threading.Thread(target=self._loop, name="octopus-serve-batcher", daemon=True)
@@ -68,12 +70,14 @@ class Batcher:
         """Choices queued and not yet taken by the worker."""
         return self._waiting
 
-    def submit(self, request: ChatRequest) -> Future:
+    def submit(self, request: ChatRequest, arrived: bool = False) -> Future:
+        """Queue a request (429 RequestError when the queue is full); `arrived`: it was announced by `arrive`."""
         with self._lock:
             if self._waiting + request.n > self.config.max_queue:
                 raise RequestError(429, f"the server is busy ({self._waiting} responses queued); retry later",
                                    code="rate_limit_exceeded")
             self._waiting += request.n
+            self._arriving -= arrived
         job = _Job(request)
         self._queue.put(job)
         return job.future
@@ -82,15 +86,30 @@ class Batcher:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
+    def arrive(self) -> None:
+        """A request is being read and parsed: a batch being collected waits for it (up to max_wait_ms)."""
+        with self._lock:
+            self._arriving += 1
+
+    def depart(self) -> None:
+        """A request that `arrive`d will not be submitted (it was refused)."""
+        with self._lock:
+            self._arriving -= 1
+
     def _collect(self, first: _Job) -> list[_Job]:
-        """The first job and whatever arrives within the window, up to max_batch choices."""
+        """The first job and whatever arrives within the window, up to max_batch choices. While requests are
+        still being read the window stretches to max_wait_ms: clients answered together come back together."""
         jobs, size = [first], first.request.n
-        deadline = time.monotonic() + self.config.window_ms / 1000
+        t0 = time.monotonic()
+        window, longest = t0 + self.config.window_ms / 1000, t0 + max(self.config.max_wait_ms, self.config.window_ms) / 1000
         while size < self.config.max_batch:
+            now = time.monotonic()
+            until = longest if self._arriving > 0 else window
             try:
-                job = self._queue.get(timeout=max(deadline - time.monotonic(), 0)) if time.monotonic() < deadline \
-                    else self._queue.get_nowait()
+                job = self._queue.get(timeout=min(until - now, 0.005)) if now < until else self._queue.get_nowait()
             except queue.Empty:
+                if now < until:
+                    continue
                 break
             if job is None:  # closing: answer what we have, then stop
                 self._queue.put(None)
@@ -204,21 +223,28 @@ def create_app(policy: Any, model_name: str, config: ServeConfig = ServeConfig()
         if size is not None and size.isdigit() and int(size) > config.limits.max_body_bytes:
             return error(RequestError(413, f"the request body is {size} bytes; the limit is "
                                       f"{config.limits.max_body_bytes}", code="request_too_large"))
-        body = bytearray()
-        async for chunk in request.stream():  # stop reading past the limit even without a Content-Length
-            body += chunk
-            if len(body) > config.limits.max_body_bytes:
-                return error(RequestError(413, f"the request body exceeds {config.limits.max_body_bytes} bytes",
-                                          code="request_too_large"))
+        batcher.arrive()
+        submitted = False
         try:
+            body = bytearray()
+            async for chunk in request.stream():  # stop reading past the limit even without a Content-Length
+                body += chunk
+                if len(body) > config.limits.max_body_bytes:
+                    raise RequestError(413, f"the request body exceeds {config.limits.max_body_bytes} bytes",
+                                       code="request_too_large")
             req = await run_in_threadpool(parse_chat_request, bytes(body), reads_views, config.limits)
             if req.model is not None and req.model != model_name:
                 raise RequestError(404, f"the model {req.model!r} does not exist; this server serves "
                                    f"{model_name!r}", "model", "model_not_found")
-            texts, limit = await asyncio.wrap_future(batcher.submit(req))
+            future = batcher.submit(req, arrived=True)
+            submitted = True
+            texts, limit = await asyncio.wrap_future(future)
             reply = await run_in_threadpool(_completion, policy, model_name, req, texts, limit)
         except RequestError as err:
             return error(err)
+        finally:
+            if not submitted:
+                batcher.depart()
         return JSONResponse(reply)
 
     return app
