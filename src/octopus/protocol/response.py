@@ -78,13 +78,18 @@ class Response:
 
 _SECTIONS = ("explain", "subtasks", "code", "target_states")
 _TITLES = {"explain": "Explain:", "subtasks": "Subtasks:", "code": "Code:", "target_states": "Target States:"}
+# Written so that no two quantifiers can take the same characters: a model's long run of spaces costs linear
+# time, not quadratic or worse (the hypothesis fuzzer in tests/protocol bounds the time).
 _HEADER = re.compile(
-    r"^[ \t]{0,3}(?:#{1,6}[ \t]*)?[*_]{0,2}[ \t]*(explain|subtasks?|code|target[ \t]+states?)[ \t]*"
+    r"^(?:[ \t]{0,3}#{1,6}[ \t]*(?:[*_]{1,2}[ \t]*)?|[ \t]{0,3}[*_]{1,2}[ \t]*|[ \t]*)"
+    r"(explain|subtasks?|code|target[ \t]+states?)[ \t]*"
     r"(?:\([^)\n]*\))?[ \t]*[*_]{0,2}[ \t]*(:)?[ \t]*[*_]{0,2}[ \t]*(.*)$", re.I)
 NUMBERED = re.compile(r"^\s*(?:\(\d+\)|\d+[.)])\s*(.*)$")
-_INVENTORY = re.compile(r"^\s*(?:\(\d+\)|\d+[.)])?\s*[*_]{0,2}inventory\b[^:]*:[*_]{0,2}\s*(.*)$", re.I)
-_OBJ_INFO = re.compile(r"^\s*(?:\(\d+\)|\d+[.)])?\s*[*_]{0,2}object\s+information\b[^:]*:[*_]{0,2}\s*(.*)$",
+_INVENTORY = re.compile(r"^\s*(?:(?:\(\d+\)|\d+[.)])\s*)?[*_]{0,2}inventory\b[^:]*:[*_]{0,2}\s*(.*)$", re.I)
+_OBJ_INFO = re.compile(r"^\s*(?:(?:\(\d+\)|\d+[.)])\s*)?[*_]{0,2}object\s+information\b[^:]*:[*_]{0,2}\s*(.*)$",
                        re.I)
+_FENCE_OPEN = re.compile(r"```[ \t]*(?:(?:python3?|py)[ \t]*)?\n", re.I)
+_COMMENT = re.compile(r"\s(?:#|//)")
 _STATE_LINE = re.compile(r"^\s*(?:\([a-z]{1,2}\)|[a-z]{1,2}[.)]|[-*\u2022])\s*(.*)$", re.I)
 _NAME = re.compile(r"^[\w.\-]+$")
 _CODE_START = re.compile(r"^\s*(?:def |async def |import |from |class |@|#)")
@@ -140,9 +145,10 @@ def _parse_subtasks(lines: list[str]) -> tuple[str, ...]:
 
 def _extract_code(lines: list[str]) -> str:
     body = "\n".join(lines)
-    m = re.search(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)\n?[ \t]*```", body, re.S | re.I)
-    if m:
-        code = m.group(1)
+    m = _FENCE_OPEN.search(body)
+    end = body.find("```", m.end()) if m else -1
+    if end >= 0:  # the first ``` closes the block (its line's trailing blanks go with the strip below)
+        code = body[m.end():end]
     else:
         start = next((i for i, l in enumerate(lines) if _CODE_START.match(l)), None)
         if start is None or not any(re.match(r"\s*def\s+act\b", l) for l in lines[start:]):
@@ -156,7 +162,8 @@ def _extract_code(lines: list[str]) -> str:
 
 def _split_items(text: str) -> list[str]:
     """``[a, 'b', 1].  // note`` -> ["a", "b", "1"]: drop comments, brackets, quotes."""
-    s = re.sub(r"\s+(?:#|//).*$", "", text).strip().rstrip(".;").strip()
+    m = _COMMENT.search(text)
+    s = (text[:m.start()] if m else text).strip().rstrip(".;").strip()
     if len(s) >= 2 and (s[0], s[-1]) in (("[", "]"), ("(", ")")):
         s = s[1:-1]
     return [p.strip().strip("'\"`").strip() for p in s.split(",")]
