@@ -63,7 +63,10 @@ class Response:
 
     def render(self) -> str:
         """The canonical text of this response (``parse_response(r.render()) == r``)."""
-        out = ["Explain:", self.explain, "", "Subtasks:"]
+        head = self.explain.split("\n", 1)[0]
+        # an explanation whose first line reads as a header ("Explain: Code: ...") came inline: keep it there
+        out = [f"Explain: {self.explain}"] if _is_header(head) else ["Explain:", self.explain]
+        out += ["", "Subtasks:"]
         out += [f"({i}) {s}" for i, s in enumerate(self.subtasks, 1)]
         out += ["", "Code:", "```python", self.code, "```", "", "Target States:"]
         n = 1
@@ -72,7 +75,8 @@ class Response:
             n = 2
         if self.target_states or self.inventory is None:
             out.append(f"({n}) Object Information:")
-            out += [f"({_letters(i)}) {t}" for i, t in enumerate(self.target_states)]
+            # letters run out after (zz): the rest are bullets, which the parser reads the same way
+            out += [f"({_letters(i)}) {t}" if i < 702 else f"- {t}" for i, t in enumerate(self.target_states)]
         return "\n".join(out) + "\n"
 
 
@@ -97,6 +101,12 @@ _EMPTY_INVENTORY = {"", "none", "empty", "nothing", "[]", "()"}
 _STATE_HELP = (f"format1 states: {', '.join(UNARY_STATES)}; format2 relations: {', '.join(BINARY_RELATIONS)}")
 
 
+def _is_header(line: str) -> bool:
+    """Whether a line is read as a section header (outside code fences)."""
+    m = _HEADER.match(line)
+    return bool(m and (m.group(2) or (not m.group(3).strip() and re.search(r"[#*_]", line))))
+
+
 def _split_sections(text: str) -> dict[str, tuple[int, list[str]]]:
     """Find the four section headers (outside code fences); return name -> (line no, body lines)."""
     found: dict[str, tuple[int, list[str]]] = {}
@@ -104,8 +114,8 @@ def _split_sections(text: str) -> dict[str, tuple[int, list[str]]]:
     current: list[str] | None = None
     in_fence, fence_line = False, 0
     for no, line in enumerate(text.splitlines(), 1):
-        m = None if in_fence else _HEADER.match(line)
-        if m and (m.group(2) or (not m.group(3).strip() and re.search(r"[#*_]", line))):
+        m = None if in_fence or not _is_header(line) else _HEADER.match(line)
+        if m:
             key = m.group(1).lower()
             key = "target_states" if key.startswith("target") else "subtasks" if key.startswith("sub") else key
             if key in found:
