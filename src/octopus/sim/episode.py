@@ -194,11 +194,12 @@ class Episode:
         self.subtasks, self.previous_code = response.subtasks, response.code
         before = self.world.snapshot()
         run = self.sandbox.run(response.code, self.world)
-        calls = list(run.value or [])
+        calls: list = []
         try:
+            calls = list(run.value or [])
             for fn, args in calls:
                 apply(self.world, fn, args)
-        except (ActionError, KeyError) as err:  # cannot happen unless the worker lied; never trust it
+        except (ActionError, KeyError, TypeError, ValueError, IndexError) as err:  # only if the worker lied: never trust it
             self.world.restore(before)
             self.error = f"Replay mismatch: {err}"
             return self._result(True, False, self.error, calls)

@@ -200,6 +200,30 @@ def _worker_main(conn: Any, factory: str, limits: SandboxLimits) -> None:
 
 
 # ------------------------------------------------------------------------------------ parent
+_PLAIN_BUILTINS = frozenset("set frozenset bytearray complex slice range list dict tuple int float str bytes bool".split())
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    """Reads a worker's reply, which a process running untrusted code wrote: the pickle may name plain builtin
+    types and classes of the factory's own module, never a callable such as os.system (defence in depth: even
+    a worker taken over by its code cannot run anything in the parent through its reply)."""
+
+    def __init__(self, data: bytes, module: str) -> None:
+        import io
+        super().__init__(io.BytesIO(data))
+        self.module = module
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _PLAIN_BUILTINS:
+            return super().find_class(module, name)
+        if module == self.module and "." not in name:
+            found = super().find_class(module, name)
+            if isinstance(found, type) and not issubclass(found, BaseException):
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a sandbox reply (only plain data and "
+                                     f"classes of {self.module})")
+
+
 def _stop_worker(state: dict[str, Any]) -> None:
     """Close the pipe and SIGKILL the worker (it holds no state worth a graceful exit)."""
     proc, conn = state.pop("proc", None), state.pop("conn", None)
@@ -324,10 +348,12 @@ class Sandbox:
             except BaseException:  # e.g. KeyboardInterrupt: never reuse a half-read pipe
                 _stop_worker(self._state)
                 raise
-            try:
-                ok, error, value, stdout = pickle.loads(message[1:])
+            try:  # a reply that is not a 4-tuple is a ValueError/TypeError here, reported below
+                ok, error, value, stdout = _ResultUnpickler(message[1:], self.factory.partition(":")[0]).load()
             except Exception as e:  # noqa: BLE001 - e.g. a class the parent cannot import
                 ok, error, value, stdout = False, f"SandboxError: result cannot be unpickled: {e}", None, ""
+            if not (isinstance(ok, bool) and isinstance(error, (str, type(None))) and isinstance(stdout, str)):
+                ok, error, value, stdout = False, "SandboxError: malformed reply from the worker", None, ""
             return SandboxResult(ok, error, value, stdout, time.perf_counter() - t0)
 
     def close(self) -> None:
