@@ -22,9 +22,11 @@ def serve_cmd(model: Path = typer.Argument(..., help="policy checkpoint director
               max_queue: int = typer.Option(256, min=1, help="waiting responses before new requests get HTTP 429"),
               max_tokens: int = typer.Option(1024, min=1, help="cap on a request's max_tokens"),
               log_level: str = typer.Option("info", help="uvicorn log level")) -> None:
-    """Serve a trained policy: POST /v1/chat/completions (10 views as image_url data URLs + the environment
-    message text; a blind policy takes the full text message), GET /v1/models. Concurrent requests are batched
-    into one generate call."""
+    """Serve a trained policy as an OpenAI-compatible chat endpoint on 127.0.0.1, batching concurrent requests.
+
+    POST /v1/chat/completions takes the 10 views as image_url parts (base64 PNG/JPEG) and the environment
+    message as text (a blind policy: the full text message); GET /v1/models names the policy.
+    """
     from octopus.model.factory import ModelError
     from octopus.model.policy import Policy
     from octopus.serving import ServeConfig, ServeLimits, create_app, run_server
