@@ -2,7 +2,7 @@
 
     report = run_serve_bench(policy, observations, clients=8, requests_per_client=4, repeats=3)
 
-Both sides answer the same observations with the same greedy settings. Direct: `respond_batch` with
+Both sides answer the same observations with the same greedy settings, in alternating order run by run. Direct: `respond_batch` with
 batch size `clients` (what the server's batches can be at most). Served: `clients` threads on 127.0.0.1,
 each sending its requests one after another (the next as soon as the last is answered), request bodies
 (PNG data URLs) encoded before the clock starts, as a client would have them. Latency is per response
@@ -102,15 +102,18 @@ def run_serve_bench(policy: Any, observations: list[dict], clients: int = 8, rep
     _direct(policy, observations[:clients], clients)  # warm-up (allocator, kernels)
     with ServerThread(create_app(policy, model_name, ServeConfig(max_batch=clients, window_ms=window_ms))) as server:
         _served(server.url, bodies[:clients], clients)  # warm-up (connections, first batch)
-        for _ in range(repeats):
-            wall, lat = _direct(policy, observations, clients)
-            runs["direct"].append({"responses_per_s": n / wall, "p50_s": _percentile(lat, 50),
-                                   "p99_s": _percentile(lat, 99)})
-            server.batcher.batches.clear()
-            wall, lat, failed = _served(server.url, bodies, clients)
-            runs["served"].append({"responses_per_s": n / wall, "p50_s": _percentile(lat, 50),
-                                   "p99_s": _percentile(lat, 99), "failed": failed,
-                                   "mean_batch": statistics.mean(server.batcher.batches or [0])})
+        for i in range(repeats):  # alternate which side goes first: a shared machine's load drifts
+            for side in (("direct", "served") if i % 2 == 0 else ("served", "direct")):
+                if side == "direct":
+                    wall, lat = _direct(policy, observations, clients)
+                    runs["direct"].append({"responses_per_s": n / wall, "p50_s": _percentile(lat, 50),
+                                           "p99_s": _percentile(lat, 99)})
+                    continue
+                server.batcher.batches.clear()
+                wall, lat, failed = _served(server.url, bodies, clients)
+                runs["served"].append({"responses_per_s": n / wall, "p50_s": _percentile(lat, 50),
+                                       "p99_s": _percentile(lat, 99), "failed": failed,
+                                       "mean_batch": statistics.mean(server.batcher.batches or [0])})
     out: dict[str, Any] = {"clients": clients, "responses_per_run": n, "repeats": repeats,
                            "max_new_tokens": policy.max_new_tokens, "window_ms": window_ms}
     for side, rs in runs.items():
