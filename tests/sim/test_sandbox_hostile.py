@@ -36,21 +36,22 @@ GOOD = response(body("MoveBot(env, robot, registry(env, 'stove_1'), camera)", "d
 STOVE = "MoveBot(env, robot, registry(env, 'stove_1'), camera)"  # a real effect before the hostile part
 KILLED = "TimeoutError: code ran longer than 2.0 s"  # the parent's hard kill (the soft timer cannot fire in C)
 
-CASES = [  # (id, code, the whole Execution error as a regex, whether the worker had to be killed)
+CASES = [  # (id, code, the whole Execution error as a regex, whether the worker had to be killed; None: a soft
+    # timeout, which a loaded machine may turn into the hard kill by descheduling the worker past the grace)
     # memory exhaustion
     ("list_8gb", body(STOVE, "x = [0] * 10**9"), r"MemoryError: code used more than 256 MB", False),
     ("format_width", body("x = '{:>2000000000}'.format(1)"), r"MemoryError: code used more than 256 MB", False),
     ("ljust", body("x = 'a'.ljust(10**10)"), r"MemoryError: code used more than 256 MB", False),
     ("to_bytes", body("x = (1).to_bytes(10**9, 'big')"), r"MemoryError: code used more than 256 MB", False),
     ("growing_dict", body(STOVE, "d = {i: i for i in range(10**9)}"),
-     r"(MemoryError: code used more than 256 MB|TimeoutError: code ran longer than 2.0 s)", False),
+     r"(MemoryError: code used more than 256 MB|TimeoutError: code ran longer than 2.0 s)", None),
     # CPU exhaustion
     ("c_loop_sum", body(STOVE, "sum(iter(int, 1))"), KILLED, True),
     ("c_loop_max", body("max(range(10**15))"), KILLED, True),
     ("swallowed_timeout", body(STOVE, "while True:", "    try:", "        while True:", "            pass",
                                "    except BaseException:", "        pass"), KILLED, True),
     ("api_call_flood", body("while True:", "    registry(env, 'bacon_1')"), r"TimeoutError: code ran longer than 2.0 s",
-     False),
+     None),
     # deep recursion (Python and C level)
     ("nested_repr", body("x = []", "for i in range(5000):", "    x = [x]", "print(x)"),
      r"RecursionError: maximum recursion depth exceeded while getting the repr of an object \(line 5\)", False),
@@ -62,7 +63,7 @@ CASES = [  # (id, code, the whole Execution error as a regex, whether the worker
     # huge strings and ints
     ("int_to_str", body("x = str(10 ** 5000)"), r"ValueError: Exceeds the limit \(4300 digits\) .*", False),
     ("str_to_int", body("x = int('9' * 100000)"), r"ValueError: Exceeds the limit \(4300 digits\) .*", False),
-    ("huge_power", body(STOVE, "x = 7 ** 7 ** 9"), r"TimeoutError: code ran longer than 2.0 s", False),
+    ("huge_power", body(STOVE, "x = 7 ** 7 ** 9"), r"TimeoutError: code ran longer than 2.0 s", None),
     ("huge_error_message", body("raise ValueError('x' * 10**7)"), r"ValueError: x{480,500} \(line 2\)", False),
     ("huge_print", body("print('x' * 10**8)"), r"Target states not reached: .*", False),  # ran; output capped
     # threads and processes
@@ -146,7 +147,8 @@ def test_hostile_code_is_contained(episode, code, expected, killed):
     assert re.fullmatch(expected, result.error), result.error
     assert world_state(episode) == world  # nothing it did (before failing) stays in the world
     assert parent_state() == parent
-    assert (sandbox.worker_pid != pid) == killed and sandbox.worker_pid is not None
+    assert killed is None or (sandbox.worker_pid != pid) == killed
+    assert sandbox.worker_pid is not None
     assert took < LIMITS.timeout_s + 10, f"took {took:.1f} s"  # the hard kill plus a restart, with room for load
     good = episode.step(GOOD)  # the sandbox still works, on the same world
     assert good.error is None and good.target_states_met and world_state(episode) != world
