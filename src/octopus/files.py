@@ -85,6 +85,9 @@ def write_with(path: str | Path, writer: Callable[[Path], Any]) -> Path:
         writer(tmp)
         chaos_point(f"write:{path.name}")
         os.replace(tmp, path)
+    except OSError as err:
+        _name_full_disk(err, path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -112,7 +115,11 @@ def replace_dir(out: str | Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:
+            _name_full_disk(err, out)
+            raise
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; outputs are meant to be shared
         chaos_point(f"dir:{out.name}")
         if out.is_dir() and _exchange(tmp, out):  # readers see the old directory or the new one, never none
@@ -130,6 +137,12 @@ def replace_dir(out: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _name_full_disk(err: OSError, path: Path) -> None:
+    """Raise a full disk as an error naming the output (libraries such as Arrow often name no file)."""
+    if err.errno == errno.ENOSPC:
+        raise OSError(errno.ENOSPC, f"No space left on device while writing {path}") from err
 
 
 def _exchange(a: Path, b: Path) -> bool:
