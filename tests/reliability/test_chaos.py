@@ -61,16 +61,12 @@ class Chaos:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        import resource
-        print("CPU", args[0], label, round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime, 1))
         assert rc == -signal.SIGKILL, f"{label}: the run ended with {rc} before its kill point:\n{log.read_text()[-3000:]}"
         self.kills.append(f"{args[0]}: {label}")
 
     def finish(self, args: list[str]) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "octopus", *args], cwd=self.cwd, env=cli_env(),
                               capture_output=True, text=True, timeout=300)
-        import resource
-        print("CPU", args[0], "finish", round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime, 1))
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc
 
