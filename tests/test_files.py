@@ -121,6 +121,8 @@ def test_an_error_inside_replace_dir_keeps_the_old_directory_and_leaves_no_tempo
 
 
 def test_a_failed_swap_puts_the_old_directory_back(tmp_path, monkeypatch):
+    from octopus import files
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)  # the two-rename path (no RENAME_EXCHANGE)
     out = tmp_path / "rollouts"
     out.mkdir()
     (out / "index.html").write_text("old")

@@ -132,12 +132,12 @@ def test_sft_cli_rejects_missing_and_corrupt_data_and_bad_params(tmp_path):
     assert "Traceback" not in proc.stderr
     (project / "data" / "dataset").mkdir(parents=True)
     proc = _sft(project)
-    assert proc.returncode == 1 and "no Parquet shards" in proc.stderr and "dvc repro collect" in proc.stderr
+    assert proc.returncode == 2 and "no Parquet shards" in proc.stderr and "dvc repro collect" in proc.stderr
     shards = dataset.write_dataset(project / "data" / "dataset", dataset.base_shards(SIZE))
     victim = sorted(shards.glob("*.parquet"))[0]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     proc = _sft(project)
-    assert proc.returncode == 1 and "not a readable Parquet shard" in proc.stderr and victim.name in proc.stderr
+    assert proc.returncode == 2  # a corrupt input and "not a readable Parquet shard" in proc.stderr and victim.name in proc.stderr
     assert not (project / "models" / "sft" / "octopus").exists()  # nothing half-written
     (project / "params.yaml").write_text(yaml.safe_dump({"sft": {"mode": "head"}}))
     proc = _sft(project)

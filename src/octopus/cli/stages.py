@@ -1,6 +1,7 @@
 """The pipeline's stages as commands (what dvc.yaml runs): collect, validate, sft, evaluate.
 
-Each prints a one-line summary on stderr and exits 1 with the reason when the stage fails (2: bad params).
+Each prints a one-line summary on stderr and exits 1 with the reason when the stage fails (2: bad params, or a
+corrupt input: an unreadable or altered dataset shard, a manifest that disagrees with the shards, a damaged checkpoint).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def sft_cmd(policy: str = typer.Option("octopus", help="which entry of `policies
         out = train_sft(p, paths.DATASET, out_dir, log=console.print, run_name=f"sft-{policy}",
                         suite_path=suite)
     except (DatasetError, ModelError, SFTError, ValueError) as err:
-        fail(str(err), 1, head="sft failed")
+        fail(str(err), _bad_input(err), head="sft failed")
     if not out["main"]:
         return
     m = out["metrics"]
@@ -99,6 +100,7 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
 
     from octopus.evaluation.report import render_table
     from octopus.evaluation.stage import EvaluateError, check_agents, run_evaluate
+    from octopus.model.factory import ModelError
     from octopus.orchestration import OrchestrationError, check_runner
     from octopus.sim.render import RenderError
     from octopus.sim.tasks_stage import SnapshotError, read_snapshot
@@ -115,6 +117,8 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
         out = run_evaluate(p, tasks)  # its flow shares one Prefect API with the workers
     except OrchestrationError as err:
         fail(str(err), head=f"error in {params}")
+    except ModelError as err:  # a damaged checkpoint of a policy row
+        fail(str(err), head="evaluate failed")
     except (EvaluateError, SnapshotError, RenderError, OSError, ValueError) as err:
         fail(str(err), 1, head="evaluate failed")
     finally:
@@ -123,6 +127,14 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     m = out["meta"]
     console.print(f"evaluate: {m['episodes']} episodes in {m['wall_s']:.0f} s ({m['episodes_per_min']} per min on "
                   f"{p.evaluate.runner.workers} worker(s)); table {paths.EVAL_TABLE}, rollouts {paths.EVAL_HTML}/index.html")
+
+
+def _bad_input(err: BaseException) -> int:
+    """The exit code of a stage error: 2 for a corrupt or missing input (dataset, checkpoint), 1 otherwise."""
+    from octopus.data.schema import DatasetError
+    from octopus.model.factory import ModelError
+    return 2 if isinstance(err, (DatasetError, ModelError)) or isinstance(err.__cause__, (DatasetError, ModelError)) \
+        else 1
 
 
 def _wandb_env(report_to: str, project: str) -> None:
@@ -148,7 +160,7 @@ def reward_cmd(params: Path = PARAMS) -> None:
     try:
         out = train_reward(p, paths.DATASET, paths.REWARD_MODEL, log=console.print)
     except (DatasetError, ModelError, RewardError, ValueError) as err:
-        fail(str(err), 1, head="reward failed")
+        fail(str(err), _bad_input(err), head="reward failed")
     m = out["metrics"]
     write_json(paths.report("reward"), m)
     write_json(paths.REWARD_CURVE, out["curve"])
@@ -203,7 +215,7 @@ def rlef_cmd(run: str = typer.Option("", help="only this run: 'main' (rlef.algor
             out = train_rlef(pp, r, paths.sft_model(policy), paths.REWARD_MODEL, paths.DATASET, paths.SUITE_TASKS,
                              paths.rlef_model(name), log=console.print, on_update=_tracker(p, name))
         except (DatasetError, ModelError, RLEFError, ReplayError, ValueError, FloatingPointError) as err:
-            fail(str(err), 1, head=f"rlef {r.row(policy)} failed")
+            fail(str(err), _bad_input(err), head=f"rlef {r.row(policy)} failed")
         report[r.row(policy)] = out["metrics"]
         write_json(paths.rlef_curve(name), out["curve"])
         m, v = out["metrics"], out["metrics"].get("val_rollouts") or {}

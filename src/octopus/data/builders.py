@@ -18,6 +18,7 @@ import numpy as np
 
 from octopus.data import schema
 from octopus.data.schema import DatasetError
+from octopus.files import sha256
 
 STEP_COLUMNS = ("id", "task_id", "split", "scene", "prompt", "message", "response", "images", "label",
                 "target_states_met", "task_success")
@@ -28,12 +29,38 @@ ROW_FILTERS = {
 }
 
 
+def shard_files(directory: str | Path) -> list[Path]:
+    """The dataset's shards, checked against its manifest.json when it has one (collect writes it): every shard
+    listed there is present with its sha256, none is unlisted. DatasetError naming the file otherwise, so a
+    truncated, bit-flipped, lost or stray shard never reaches training."""
+    directory = Path(directory)
+    files = schema.shard_files(directory)
+    path = directory / "manifest.json"
+    if not path.exists():
+        return files
+    try:
+        listed = {s["file"]: s["sha256"] for s in json.loads(path.read_text())["shards"]}
+    except (ValueError, KeyError, TypeError) as err:
+        raise DatasetError(f"{path}: not a readable manifest ({type(err).__name__}: {err})") from None
+    for f in files:
+        if f.name not in listed:
+            raise DatasetError(f"{f}: a shard that {path} does not list (rerun `dvc repro collect`)")
+        if sha256(f) != listed[f.name]:
+            schema.read_table(f)  # the more precise error when it is no longer Parquet at all
+            raise DatasetError(f"{f}: its sha256 differs from {path}: the shard changed after collect wrote it "
+                               "(damaged or edited; rerun `dvc repro collect` or `dvc checkout`)")
+    missing = sorted(set(listed) - {f.name for f in files})
+    if missing:
+        raise DatasetError(f"{directory / missing[0]}: listed in {path} but missing ({len(missing)} shard(s))")
+    return files
+
+
 def read_steps(directory: str | Path, rows: str = "positive") -> list[dict]:
     """The dataset's steps chosen by `rows` (positive | met | all), in id order; only train-split steps."""
     if rows not in ROW_FILTERS:
         raise ValueError(f"unknown row filter {rows!r}; known: {', '.join(ROW_FILTERS)}")
     directory = Path(directory)
-    files = schema.shard_files(directory)
+    files = shard_files(directory)
     if not files:
         raise DatasetError(f"{directory}: no Parquet shards (run `dvc repro collect`)")
     keep, out = ROW_FILTERS[rows], []

@@ -45,7 +45,7 @@ class Pair:
 def read_nodes(directory: str | Path, columns: tuple[str, ...] = NODE_COLUMNS) -> list[dict]:
     """Every node of the dataset (train split only), in id order; `columns` chooses what is read."""
     directory = Path(directory)
-    files = schema.shard_files(directory)
+    files = builders.shard_files(directory)
     if not files:
         raise DatasetError(f"{directory}: no Parquet shards (run `dvc repro collect`)")
     out = []

@@ -28,6 +28,7 @@ from octopus.evaluation.metrics import failure_counts, summarize
 from octopus.evaluation.report import write_reports
 from octopus.evaluation.rollouts import EpisodeRecord, rollout, rollout_batch
 from octopus.evaluation.rows import PAPER, table_rows
+from octopus.files import write_atomic
 from octopus.orchestration import Call, fan_out
 from octopus.provenance import code_revision
 from octopus.sim.tasks import Task
@@ -134,6 +135,9 @@ def evaluate(params: Params, task_ids: list[str], suite_path: str = str(paths.SU
 
     def crashed(call: Call, error: str) -> None:  # retried already: its episodes count as failures
         row, chunk, seed = call.key
+        if error.startswith("ModelError: "):  # the row's checkpoint does not load: no episode can run, stop
+            from octopus.model.factory import ModelError
+            raise ModelError(error.removeprefix("ModelError: "))
         logger.warning("%s on %s (seed %d) crashed: %s", row, ", ".join(t.id for t in chunk), seed, error)
         finished(call, [_crashed(row, t, seed, error) for t in chunk])
 
@@ -165,9 +169,8 @@ def run_evaluate(params: Params, tasks: list[Task], suite_path: Path = paths.SUI
                   paper=PAPER, views_dir=views, meta=meta,
                   row_notes={name: r.note for name, r in table_rows(params).items()},
                   failures={row: failure_counts(recs) for row, recs in records.items()})
-    with open(paths.EVAL_HTML / "episodes.jsonl", "w") as f:  # every episode, for analysis (pandas.read_json)
-        for recs in records.values():
-            for r in recs:
-                f.write(json.dumps(r.to_dict()) + "\n")
+    # every episode, for analysis (pandas.read_json); atomic: it lands inside a DVC output
+    write_atomic(paths.EVAL_HTML / "episodes.jsonl",
+                 "".join(json.dumps(r.to_dict()) + "\n" for recs in records.values() for r in recs))
     return {"results": results, "records": records, "meta": meta}
 

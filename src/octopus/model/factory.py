@@ -126,6 +126,18 @@ def build_model(mp: ModelParams, texts: list[str], seed: int = 0) -> PolicyModel
     return get_family(mp.family).build(mp, texts, seed)
 
 
+def load_weights(model_class: Any, path: Path, **kwargs) -> Any:
+    """`model_class.from_pretrained(path)`, strict: a tensor missing from the checkpoint or of another shape is a
+    ModelError naming it (transformers would initialise it at random with a warning, or raise a bare RuntimeError)."""
+    model, info = model_class.from_pretrained(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    bad = [f"{k} missing" for k in sorted(info["missing_keys"])]
+    bad += [f"{k} has shape {tuple(c)}, the model needs {tuple(m)}" for k, c, m in sorted(info["mismatched_keys"])]
+    if bad:
+        raise ModelError(f"{path}: damaged checkpoint, {len(bad)} tensor(s) unusable: {'; '.join(bad[:5])}"
+                         + (" ..." if len(bad) > 5 else "") + " (train it again)")
+    return model
+
+
 def load_model(path: str | Path) -> PolicyModel:
     """A saved policy (`PolicyModel.save`), in one call."""
     path = Path(path)
@@ -136,10 +148,11 @@ def load_model(path: str | Path) -> PolicyModel:
         family = get_family(meta["family"])
     except (ValueError, KeyError) as err:
         raise ModelError(f"{path / META}: unreadable ({err})") from None
+    from safetensors import SafetensorError
     try:
         return family.load(path, meta)
-    except (OSError, ValueError) as err:
-        raise ModelError(f"{path}: cannot load the checkpoint ({err})") from None
+    except (OSError, ValueError, SafetensorError) as err:  # a truncated or overwritten weights file
+        raise ModelError(f"{path}: cannot load the checkpoint ({type(err).__name__}: {err})") from None
 
 
 def trainable_names(pm: PolicyModel, mode: str) -> set[str]:
@@ -208,7 +221,7 @@ class IdeficsFamily(Family):
     def load(self, path: Path, meta: dict) -> PolicyModel:
         from transformers import IdeficsForVisionText2Text, IdeficsProcessor
         processor = IdeficsProcessor.from_pretrained(path)
-        model = IdeficsForVisionText2Text.from_pretrained(path)
+        model = load_weights(IdeficsForVisionText2Text, path)
         spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["spec"].items()})
         return PolicyModel(self, model, processor.tokenizer, processor, spec,
                            {k: v for k, v in meta.items() if k not in ("spec", "family")})

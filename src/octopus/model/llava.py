@@ -17,7 +17,7 @@ import torch
 
 from octopus.config import ModelParams
 from octopus.protocol.api import N_VIEWS
-from octopus.model.factory import Family, ModelError, PolicyModel, register_family
+from octopus.model.factory import Family, ModelError, PolicyModel, load_weights, register_family
 from octopus.model.hub import hub_error, resolve
 from octopus.model.inputs import IGNORE, RESPONSE_MARK, pad
 
@@ -59,7 +59,7 @@ class AutoFamily(Family):
     def load(self, path: Path, meta: dict) -> PolicyModel:
         from transformers import AutoModelForImageTextToText, AutoProcessor
         processor = AutoProcessor.from_pretrained(path)
-        model = AutoModelForImageTextToText.from_pretrained(path)
+        model = load_weights(AutoModelForImageTextToText, path)
         return self._wrap(model, processor, meta["spec"]["max_length"],
                           {k: v for k, v in meta.items() if k not in ("spec", "family")})
 

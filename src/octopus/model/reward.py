@@ -88,11 +88,14 @@ class RewardModel:
             spec = TextSpec(**meta.pop("spec"))
         except (ValueError, KeyError, TypeError) as err:
             raise ModelError(f"{path / META}: unreadable ({err})") from None
+        from safetensors import SafetensorError
+
+        from octopus.model.factory import load_weights
         try:
             tok = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForSequenceClassification.from_pretrained(path)
-        except (OSError, ValueError) as err:
-            raise ModelError(f"{path}: cannot load the reward model ({err})") from None
+            model = load_weights(AutoModelForSequenceClassification, path)
+        except (OSError, ValueError, SafetensorError) as err:
+            raise ModelError(f"{path}: cannot load the reward model ({type(err).__name__}: {err})") from None
         model.eval()
         return cls(model, tok, spec, meta)
 

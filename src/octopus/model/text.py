@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from octopus.config import ModelParams
-from octopus.model.factory import Family, ModelError, PolicyModel, register_family
+from octopus.model.factory import Family, ModelError, PolicyModel, load_weights, register_family
 from octopus.model.hub import hub_error, resolve
 from octopus.model.inputs import layout, pad
 
@@ -88,7 +88,7 @@ class TextFamily(Family):
     def load(self, path: Path, meta: dict) -> PolicyModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = load_weights(AutoModelForCausalLM, path)
         return PolicyModel(self, model, tok, tok, TextSpec(**meta["spec"]),
                            {k: v for k, v in meta.items() if k not in ("spec", "family")})
 

@@ -89,13 +89,22 @@ def load_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], N
     if path.exists():
         try:
             data = json.loads(path.read_text())
+            if data["meta"]["sha256"] != _content_digest(data):  # an edited or bit-flipped file that still parses
+                raise ValueError("content digest differs")
             return Suite([Task(**t) for t in data["tasks"]], [tuple(e) for e in data["excluded"]])
         except (ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)  # a corrupt cache is rebuilt, never trusted
     t0 = time.perf_counter()
     suite = build_suite(sim, tp, progress, task_list)
-    write_suite(suite, path, {"build_s": round(time.perf_counter() - t0, 1)})
+    write_suite(suite, path, {"build_s": round(time.perf_counter() - t0, 1),
+                              "sha256": _content_digest({"tasks": [t.to_dict() for t in suite.tasks],
+                                                         "excluded": suite.excluded})})
     return suite
+
+
+def _content_digest(data: dict) -> str:
+    """sha256 of a suite file's tasks and excluded list (what the cache must give back unchanged)."""
+    return hashlib.sha256(json.dumps([data["tasks"], data["excluded"]], sort_keys=True).encode()).hexdigest()
 
 
 class SnapshotError(RuntimeError):

@@ -54,7 +54,7 @@ def load_policy(sft_dir: Path, params: Params):
     try:
         pm = load_model(sft_dir)
     except ModelError as err:
-        raise RLEFError(str(err)) from None
+        raise RLEFError(str(err)) from err  # the cause says: a bad input (the CLI exits 2)
     want = params.model.family
     if pm.family.name != want:
         raise RLEFError(f"{sft_dir}: an SFT checkpoint of family {pm.family.name!r}, but rlef.policy "
@@ -180,7 +180,7 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
             try:
                 rm = RewardModel.from_pretrained(reward_dir)
             except ModelError as err:
-                raise RLEFError(f"rlef.reward {run.reward!r} needs the reward model: {err}") from None
+                raise RLEFError(f"rlef.reward {run.reward!r} needs the reward model: {err}") from err
             rm.model.to(next(pm.model.parameters()).device)
         if run.reward in ("simulator", "both") and suite is None:
             raise RLEFError("rlef.reward simulator executes responses in the simulator: pass the suite snapshot")
