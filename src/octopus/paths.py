@@ -24,7 +24,7 @@ RLEF_REPORTS = REPORTS / "rlef"             # rlef stage: per-update statistics 
 EVAL_TABLE = REPORTS / "evaluate.md"        # evaluate stage: the Table-3-shaped table
 EVAL_PLOTS = REPORTS / "evaluate_plots.json"  # evaluate stage: task completion per agent and split (DVC plots)
 EVAL_HTML = REPORTS / "rollouts"            # evaluate stage: static HTML rollout report (index.html)
-EVAL_VIEWS = DATA / "eval-views"            # evaluate stage: step views, copied into the HTML report
+EVAL_PARTS = DATA / "eval-parts"            # evaluate stage: finished episodes (and their views), kept across interrupted runs
 MANIFEST = "manifest.json"
 LLM_CACHE = DATA / "llm-cache"             # collect stage (llm teacher): responses keyed by request
 

@@ -65,7 +65,7 @@ def test_evaluate_cli_writes_the_table_metrics_plots_and_rollouts(project, prefe
     assert (cwd / "reports" / "rollouts" / "index.html").exists()
     assert "Octopus (SFT only)" in (cwd / "reports" / "evaluate.md").read_text()
     assert json.loads((cwd / "reports" / "evaluate_plots.json").read_text())
-    assert not (cwd / "data" / "eval-views").exists()
+    assert not (cwd / "data" / "eval-parts").exists()  # finished episodes are kept only until the report is written
 
 
 def test_missing_checkpoint_and_unknown_agents_are_clear_errors(project):
@@ -138,6 +138,29 @@ def test_a_policy_row_runs_in_batches_with_the_same_episodes_and_a_crashed_batch
     crashed = {r.task_id: r.crashed for r in recs}
     assert crashed == {tasks[0].id: True, tasks[1].id: True, tasks[2].id: False}  # the batch of 2 fails, task 3 runs
     assert all("simulated batch crash" in r.error for r in recs if r.crashed)
+
+
+@pytest.mark.slow
+def test_a_rerun_after_a_kill_runs_only_the_episodes_without_a_part(project, suite, monkeypatch, prefect_api):
+    from octopus import paths
+    from octopus.config import load_params
+    from octopus.evaluation import stage
+    p = load_params(project(agents=["random", "oracle"], seeds=1, save_views=False) / "params.yaml")
+    tasks = suite.evaluation()[:3]
+    parts = paths.EVAL_PARTS / stage.fingerprint(p, tasks, paths.SUITE_TASKS)
+    first = stage.evaluate(p, [t.id for t in tasks], parts_dir=str(parts))
+    assert len(list(parts.glob("*.json"))) == 6  # one part per finished task run
+    (parts / f"oracle-{tasks[1].id}-s0.json").unlink()  # killed before this one finished
+    (parts / f"random-{tasks[2].id}-s0.json").write_text('[{"agent": "random"')  # ... or while writing it
+    ran = []
+    real = stage.rollout
+    monkeypatch.setattr(stage, "rollout", lambda agent, task, *a, **k: ran.append(task.id) or real(agent, task, *a, **k))
+    again = stage.evaluate(p, [t.id for t in tasks], parts_dir=str(parts))
+    assert sorted(ran) == sorted([tasks[1].id, tasks[2].id])  # the 4 kept episodes are not run again
+    strip = lambda recs: [{**r.to_dict(), "wall_s": 0} for r in recs]  # noqa: E731
+    assert {k: strip(v) for k, v in again.items()} == {k: strip(v) for k, v in first.items()}
+    other = stage.fingerprint(replace(p, sim=replace(p.sim, max_steps=p.sim.max_steps + 1)), tasks, paths.SUITE_TASKS)
+    assert other != parts.name  # other settings never reuse these parts
 
 
 # ---------------------------------------------------------------------- the rows registry

@@ -200,7 +200,7 @@ def test_evaluate_killed_at_six_points_reruns_to_the_same_episodes(project, suit
     assert got == want and len(keys) == len(set(keys)) == 9
     assert json.loads((root / paths.report("evaluate")).read_text())["agents"] == \
         json.loads((reference / paths.report("evaluate")).read_text())["agents"]
-    assert temporaries(root) == [] and not (root / paths.EVAL_VIEWS).exists()
+    assert temporaries(root) == [] and not (root / paths.EVAL_PARTS).exists()
     assert len(chaos.kills) == 6
 
 

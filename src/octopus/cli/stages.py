@@ -96,7 +96,6 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
 
     Writes reports/evaluate.json (metrics), reports/evaluate.md (the table), reports/evaluate_plots.json
     and the HTML rollout report reports/rollouts/index.html (views, code, errors of every episode)."""
-    import shutil
 
     from octopus.evaluation.report import render_table
     from octopus.evaluation.stage import EvaluateError, check_agents, run_evaluate
@@ -120,9 +119,7 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     except ModelError as err:  # a damaged checkpoint of a policy row
         fail(str(err), head="evaluate failed")
     except (EvaluateError, SnapshotError, RenderError, OSError, ValueError) as err:
-        fail(str(err), 1, head="evaluate failed")
-    finally:
-        shutil.rmtree(paths.EVAL_VIEWS, ignore_errors=True)  # copied into the HTML report
+        fail(str(err), 1, head="evaluate failed")  # finished episodes stay in data/eval-parts for the rerun
     typer.echo(render_table(out["results"]))
     m = out["meta"]
     console.print(f"evaluate: {m['episodes']} episodes in {m['wall_s']:.0f} s ({m['episodes_per_min']} per min on "

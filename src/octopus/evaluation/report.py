@@ -3,7 +3,7 @@
     results = {name: summarize(recs) for name, recs in records.items()}
     write_reports(results, Path("reports/evaluate.json"), Path("reports/evaluate.md"),
                   Path("reports/evaluate_plots.json"), Path("reports/rollouts"), records,
-                  paper={"Octopus (SFT Only)": {"All": 0.15}}, views_dir=Path("data/eval-views"))
+                  paper={"Octopus (SFT Only)": {"All": 0.15}}, views_dir=Path("data/eval-parts/FINGERPRINT/views"))
     print(render_table(results))
 
 evaluate.json is `{"agents": {agent: {group: {metric: mean, metric_lo: lo, metric_hi: hi, ...}}}}` (what

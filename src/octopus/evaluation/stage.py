@@ -15,7 +15,9 @@ registered by name in `octopus.evaluation.rows`.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,9 +30,9 @@ from octopus.evaluation.metrics import failure_counts, summarize
 from octopus.evaluation.report import write_reports
 from octopus.evaluation.rollouts import EpisodeRecord, rollout, rollout_batch
 from octopus.evaluation.rows import PAPER, table_rows
-from octopus.files import write_atomic
+from octopus.files import write_atomic, write_json
 from octopus.orchestration import Call, fan_out
-from octopus.provenance import code_revision
+from octopus.provenance import code_revision, module_closure, source_digest
 from octopus.sim.tasks import Task
 from octopus.sim.tasks_stage import read_snapshot
 
@@ -101,8 +103,10 @@ def check_agents(params: Params) -> None:
 # context (pickled per submission, validated in the worker), and the UI shows them as the run's parameters.
 @flow(name="evaluate", log_prints=True)
 def evaluate(params: Params, task_ids: list[str], suite_path: str = str(paths.SUITE_TASKS),
-             views_dir: str | None = None) -> dict[str, list[EpisodeRecord]]:
-    """Every (agent, task, seed) episode on those tasks of the suite snapshot; crashed ones recorded as failures."""
+             views_dir: str | None = None, parts_dir: str | None = None) -> dict[str, list[EpisodeRecord]]:
+    """Every (agent, task, seed) episode on those tasks of the suite snapshot; crashed ones recorded as failures.
+    With `parts_dir`, each finished task run's episodes are kept there and a rerun (after a kill) runs only
+    the task runs that have no part yet."""
     suite = read_snapshot(suite_path)
     try:
         tasks = [suite.get(i) for i in task_ids]
@@ -141,23 +145,59 @@ def evaluate(params: Params, task_ids: list[str], suite_path: str = str(paths.SU
         logger.warning("%s on %s (seed %d) crashed: %s", row, ", ".join(t.id for t in chunk), seed, error)
         finished(call, [_crashed(row, t, seed, error) for t in chunk])
 
-    fan_out(evaluate_episodes, calls, e.runner, "evaluate.runner",
-            on_result=lambda c, d: finished(c, [EpisodeRecord.from_dict(x) for x in d]), on_failure=crashed)
+    def result(call: Call, dicts: list[dict]) -> None:
+        if parts_dir:
+            write_json(Path(parts_dir) / f"{call.name}.json", dicts)
+        finished(call, [EpisodeRecord.from_dict(x) for x in dicts])
+
+    kept = [c for c in calls if parts_dir and _part(Path(parts_dir) / f"{c.name}.json") is not None]
+    for call in kept:
+        finished(call, [EpisodeRecord.from_dict(x) for x in _part(Path(parts_dir) / f"{call.name}.json")])
+    if kept:
+        logger.info("%d of %d episodes kept from an interrupted run in %s", sum(len(c.key[1]) for c in kept), total,
+                    parts_dir)
+    fan_out(evaluate_episodes, [c for c in calls if c not in kept], e.runner, "evaluate.runner",
+            on_result=result, on_failure=crashed)
     for row in records:
         records[row].sort(key=lambda r: (r.task_id, r.seed))
     return records
 
 
+def _part(path: Path) -> list[dict] | None:
+    """A finished task run's episodes, or None when there is no readable part (never written, or damaged)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, list) and all(isinstance(d, dict) for d in data) else None
+
+
+def fingerprint(params: Params, tasks: list[Task], suite_path: Path) -> str:
+    """What the episodes depend on: params, the tasks, the suite snapshot, every row's checkpoint and the
+    evaluation code. Parts of another fingerprint are never reused."""
+    h = hashlib.sha256(json.dumps(asdict(params), sort_keys=True, default=str).encode())
+    h.update(json.dumps([t.id for t in tasks]).encode() + Path(suite_path).read_bytes())
+    h.update(source_digest(module_closure(["octopus.evaluation.stage"], ["octopus.cli"])).encode())
+    rows = table_rows(params)
+    for ckpt in sorted({str(rows[a].checkpoint) for a in params.evaluate.agents if rows[a].checkpoint is not None}):
+        for f in sorted(p for p in Path(ckpt).rglob("*") if p.is_file()):
+            h.update(f.relative_to(ckpt).as_posix().encode() + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
 def run_evaluate(params: Params, tasks: list[Task], suite_path: Path = paths.SUITE_TASKS) -> dict:
     """The stage on `tasks` of the suite snapshot at `suite_path`: episodes, summaries with bootstrap
-    CIs, and every report file."""
+    CIs, and every report file. Finished episodes are kept in data/eval-parts/FINGERPRINT until the reports
+    are written, so a killed run resumes where it stopped."""
     check_agents(params)
     if not tasks:
         raise EvaluateError("no evaluation tasks (see tasks.eval_seen / tasks.eval_unseen)")
     e = params.evaluate
-    views = paths.EVAL_VIEWS if e.save_views else None
+    parts = paths.EVAL_PARTS / fingerprint(params, tasks, suite_path)
+    parts.mkdir(parents=True, exist_ok=True)
+    views = parts / "views" if e.save_views else None
     t0 = time.perf_counter()
-    records = evaluate(params, [t.id for t in tasks], str(suite_path), str(views) if views else None)
+    records = evaluate(params, [t.id for t in tasks], str(suite_path), str(views) if views else None, str(parts))
     seconds = time.perf_counter() - t0
     results = {row: summarize(recs, n_boot=e.n_boot, seed=e.seed) for row, recs in records.items()}
     episodes = sum(len(r) for r in records.values())
@@ -172,5 +212,6 @@ def run_evaluate(params: Params, tasks: list[Task], suite_path: Path = paths.SUI
     # every episode, for analysis (pandas.read_json); atomic: it lands inside a DVC output
     write_atomic(paths.EVAL_HTML / "episodes.jsonl",
                  "".join(json.dumps(r.to_dict()) + "\n" for recs in records.values() for r in recs))
+    shutil.rmtree(paths.EVAL_PARTS, ignore_errors=True)  # this run's parts are in the report; others are stale
     return {"results": results, "records": records, "meta": meta}
 
