@@ -83,6 +83,9 @@ def _private(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+PORT_WAIT_S = 15.0  # how long start() waits for busy ports to be released before it refuses
+
+
 def _free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,7 +147,12 @@ class Store:
         if self.pid() is not None:
             return self.info()
         ports = {"s3": port, "master": port + 1, "volume": port + 2, "filer": port + 3}
-        busy = [f"{name} {q}" for name, p in ports.items() for q in (p, p + 10000) if not _free(q)]
+        deadline = time.monotonic() + PORT_WAIT_S  # a store stopped a moment ago may still hold its sockets
+        while True:
+            busy = [f"{name} {q}" for name, p in ports.items() for q in (p, p + 10000) if not _free(q)]
+            if not busy or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         if busy:
             raise StorageError(f"ports in use: {', '.join(busy)} (choose another with STORAGE_PORT / --port)")
         access, secret = credentials(self.state_dir)

@@ -50,8 +50,12 @@ CASES = [  # (id, code, the whole Execution error as a regex, whether the worker
     ("c_loop_max", body("max(range(10**15))"), KILLED, True),
     ("swallowed_timeout", body(STOVE, "while True:", "    try:", "        while True:", "            pass",
                                "    except BaseException:", "        pass"), KILLED, True),
-    ("api_call_flood", body("while True:", "    registry(env, 'bacon_1')"), r"TimeoutError: code ran longer than 2.0 s",
-     None),
+    # the API log is capped (actions.MAX_CALLS): a flood is an error, never a sandbox out of memory
+    ("api_call_flood", body("while True:", "    registry(env, 'bacon_1')"),
+     r"ActionError: more than 10,000 API calls in one step; call each function a few times", False),
+    ("api_call_flood_swallowed", body("while True:", "    try:", "        registry(env, 'bacon_1')",
+                                      "    except Exception:", "        pass"),
+     r"TimeoutError: code ran longer than 2.0 s", None),
     # deep recursion (Python and C level)
     ("nested_repr", body("x = []", "for i in range(5000):", "    x = [x]", "print(x)"),
      r"RecursionError: maximum recursion depth exceeded while getting the repr of an object \(line 5\)", False),

@@ -248,12 +248,22 @@ PAIR_FUNCTIONS = {"put_ontop": "ontop", "put_inside": "inside"}  # (robot, obj1,
 API_NAMES = ("registry", "donothing", "MoveBot", "EasyGrasp", "put_ontop", "put_inside", *STATE_ACTIONS)
 
 
+MAX_CALLS = 10_000  # API calls in one step's code; a responsible act() makes a few dozen
+
+
 class Api:
-    """The 16 functions bound to one world; every effective call is appended to `log`."""
+    """The 16 functions bound to one world; every effective call is appended to `log` (at most MAX_CALLS:
+    code that loops over the API fails with a clear error instead of filling the sandbox's memory)."""
 
     def __init__(self, world: World) -> None:
         self.world = world
         self.log: list[tuple[str, tuple[str, ...]]] = []
+        self.calls = 0
+
+    def _count(self) -> None:
+        self.calls += 1
+        if self.calls > MAX_CALLS:
+            raise ActionError(f"more than {MAX_CALLS:,} API calls in one step; call each function a few times")
 
     def namespace(self) -> dict[str, Callable[..., Any]]:
         ns: dict[str, Callable[..., Any]] = {"registry": self.registry, "donothing": self.donothing,
@@ -274,6 +284,7 @@ class Api:
             raise ActionError(f"{fn}: expected `{token.kind}` as this argument, got {value!r:.40}")
 
     def registry(self, env: Any, name: Any) -> Ref:
+        self._count()
         self._check_token("registry", env, ENV)
         if not isinstance(name, str) or name not in self.world.index:
             visible = [o.name for k, o in enumerate(self.world.objects) if self.world.hidden_by(k) is None]
@@ -284,9 +295,11 @@ class Api:
         return Ref(self.world.objects[self.world.idx(name)].name)
 
     def donothing(self, env: Any) -> None:
+        self._count()
         self._check_token("donothing", env, ENV)
 
     def MoveBot(self, env: Any, robot: Any, obj: Any, camera: Any) -> None:  # noqa: N802 (paper's name)
+        self._count()
         self._check_token("MoveBot", env, ENV)
         self._check_token("MoveBot", robot, ROBOT)
         self._check_token("MoveBot", camera, CAMERA)
@@ -296,6 +309,7 @@ class Api:
 
     def _object_fn(self, fn: str) -> Callable[[Any, Any], None]:
         def call(robot: Any, obj: Any) -> None:
+            self._count()
             self._check_token(fn, robot, ROBOT)
             i = self._obj(fn, obj, "obj")
             grasp(self.world, i) if fn == "EasyGrasp" else change_state(self.world, fn, i)
@@ -305,6 +319,7 @@ class Api:
 
     def _pair_fn(self, fn: str) -> Callable[[Any, Any, Any], None]:
         def call(robot: Any, obj1: Any, obj2: Any) -> None:
+            self._count()
             self._check_token(fn, robot, ROBOT)
             i, t = self._obj(fn, obj1, "obj1"), self._obj(fn, obj2, "obj2")
             put(self.world, i, t, PAIR_FUNCTIONS[fn])
