@@ -62,15 +62,21 @@ class Api:
     def __init__(self, url: str) -> None:
         self.url, self.api = url, f"{url}/api"
 
+    def _call(self, method: str, path: str, **kw):
+        """One call, retried as Prefect's own client retries: a busy server's SQLite answers 503 (database
+        locked) or 429 for a moment; those requests did not take effect."""
+        for attempt in range(8):
+            resp = httpx.request(method, f"{self.api}/{path}", timeout=60, **kw)
+            if resp.status_code not in (429, 502, 503) or attempt == 7:
+                resp.raise_for_status()
+                return resp.json()
+            time.sleep(min(2 ** attempt * 0.25, 8))
+
     def post(self, path: str, body: dict | list | None = None):
-        resp = httpx.post(f"{self.api}/{path}", json={} if body is None else body, timeout=60)
-        resp.raise_for_status()
-        return resp.json()
+        return self._call("POST", path, json={} if body is None else body)
 
     def get(self, path: str):
-        resp = httpx.get(f"{self.api}/{path}", timeout=60)
-        resp.raise_for_status()
-        return resp.json()
+        return self._call("GET", path)
 
     def deployment(self, flow: str, name: str) -> dict:
         return self.get(f"deployments/name/{flow}/{name}")
