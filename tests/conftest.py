@@ -33,6 +33,15 @@ def suite(cache_dir, params):
 
 
 @pytest.fixture(scope="session")
+def suite_snapshot(suite, tmp_path_factory):
+    """data/tasks/tasks.json for the session's suite (what the tasks stage writes)."""
+    from octopus.sim.tasks_stage import write_suite
+    path = tmp_path_factory.mktemp("suite") / "tasks.json"
+    write_suite(suite, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def prefect_api():
     """One Prefect test server for the whole run; subprocesses (the CLI, dvc stages) reach it through PREFECT_API_URL."""
     from prefect.settings import PREFECT_API_URL

@@ -3,6 +3,7 @@
     kitchen_task(goal)              a small kitchen from real BEHAVIOR-1K content (fridge, table, stove, ...)
     kitchen_env(goal)               OctoGibsonEnv over that task, reset: (env, obs, info); privileged by default
     prompt(), response(), views()   realistic model inputs and outputs for tiny policies
+    merge(base, changes)            nested params dicts merged in place (tiny projects' params.yaml)
 """
 
 from __future__ import annotations
@@ -86,3 +87,13 @@ def views(seed: int, size: int = SIZE) -> np.ndarray:
 
 TEXTS = [prompt(g, e) for g in ("Put the apple in the fridge", "Cook the bacon", "Open the cabinet")
          for e in ("No error", "apple_1 is out of reach")] + [response(o) for o in ("apple_1", "bacon_1", "cabinet_1")]
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """`changes` merged into `base` in place, mapping by mapping."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base

@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from octopus.ports import port_free
 
 ENV_ACCESS, ENV_SECRET = "OCTOPUS_S3_ACCESS_KEY", "OCTOPUS_S3_SECRET_KEY"
 DEFAULT_DIR = Path(".storage")
@@ -86,16 +87,6 @@ def _private(path: Path, text: str) -> None:
 PORT_WAIT_S = 15.0  # how long start() waits for busy ports to be released before it refuses
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 @dataclass
 class Store:
     """One SeaweedFS server (master, volume, filer, S3 gateway in one process) and its state directory."""
@@ -149,7 +140,7 @@ class Store:
         ports = {"s3": port, "master": port + 1, "volume": port + 2, "filer": port + 3}
         deadline = time.monotonic() + PORT_WAIT_S  # a store stopped a moment ago may still hold its sockets
         while True:
-            busy = [f"{name} {q}" for name, p in ports.items() for q in (p, p + 10000) if not _free(q)]
+            busy = [f"{name} {q}" for name, p in ports.items() for q in (p, p + 10000) if not port_free(q)]
             if not busy or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from octopus.files import write_atomic
+from octopus.ports import port_free
 from octopus.workspace import PROJECT_ROOT, ensure_lock
 
 POOL = "octopus-process"
@@ -98,24 +98,14 @@ def read_state(stack: Stack) -> State | None:
     return state if state.processes and all(_alive(p) for p in state.processes.values()) else None
 
 
-def _free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def pick_port(host: str, port: int | None) -> int:
     """`port` if free (an error names it otherwise), else 4200 or the next free one."""
     if port is not None:
-        if not _free(host, port):
+        if not port_free(port, host):
             raise UIError(f"port {port} on {host} is in use; choose another (--port, or PORT=... for make ui)")
         return port
     for candidate in range(DEFAULT_PORT, DEFAULT_PORT + 100):
-        if _free(host, candidate):
+        if port_free(candidate, host):
             return candidate
     raise UIError(f"no free port in {DEFAULT_PORT}-{DEFAULT_PORT + 99} on {host}; choose one with --port")
 

@@ -9,26 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import merge
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def merge(base: dict, changes: dict) -> dict:
-    """`changes` merged into `base` in place, mapping by mapping."""
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-@pytest.fixture(scope="session")
-def suite_snapshot(suite, tmp_path_factory) -> Path:
-    """data/tasks/tasks.json for the session's suite (what the tasks stage writes)."""
-    from octopus.sim.tasks_stage import write_suite
-    path = tmp_path_factory.mktemp("suite") / "tasks.json"
-    write_suite(suite, path)
-    return path
 
 
 @pytest.fixture

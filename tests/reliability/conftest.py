@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import merge
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: every stage on a few episodes and a 32 px, 1.8M-parameter-class model: seconds per run
@@ -28,37 +30,20 @@ TINY = {
 }
 
 
-def merge(base: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-@pytest.fixture(scope="session")
-def suite_json(suite, tmp_path_factory) -> Path:
-    from octopus.sim.tasks_stage import write_suite
-    path = tmp_path_factory.mktemp("reliability-suite") / "tasks.json"
-    write_suite(suite, path)
-    return path
-
-
-def make_project(root: Path, suite_json: Path, **changes) -> Path:
+def make_project(root: Path, suite_snapshot: Path, **changes) -> Path:
     """root/ with data/tasks/tasks.json and params.yaml (TINY with `changes` merged in)."""
     (root / "data" / "tasks").mkdir(parents=True, exist_ok=True)
-    (root / "data" / "tasks" / "tasks.json").write_bytes(suite_json.read_bytes())
+    (root / "data" / "tasks" / "tasks.json").write_bytes(suite_snapshot.read_bytes())
     (root / "params.yaml").write_text(yaml.safe_dump(merge(copy.deepcopy(TINY), changes)))
     return root
 
 
 @pytest.fixture
-def project(tmp_path, suite_json, monkeypatch):
+def project(tmp_path, suite_snapshot, monkeypatch):
     """A tiny project in tmp_path (the working directory); `project(**changes)` rewrites its params.yaml."""
     monkeypatch.chdir(tmp_path)
-    make_project(tmp_path, suite_json)
-    return lambda **changes: make_project(tmp_path, suite_json, **changes)
+    make_project(tmp_path, suite_snapshot)
+    return lambda **changes: make_project(tmp_path, suite_snapshot, **changes)
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -92,10 +92,10 @@ def ids(dataset: Path) -> list[str]:
 
 # ---------------------------------------------------------------------- collect
 @pytest.fixture(scope="module")
-def collected(suite_json, tmp_path_factory, prefect_api) -> Path:
+def collected(suite_snapshot, tmp_path_factory, prefect_api) -> Path:
     """An uninterrupted collect of the tiny project (the reference; also rlef's dataset)."""
     from octopus.data.flow import collect
-    root = make_project(tmp_path_factory.mktemp("reference"), suite_json)
+    root = make_project(tmp_path_factory.mktemp("reference"), suite_snapshot)
     cwd = os.getcwd()
     os.chdir(root)
     try:
@@ -169,7 +169,7 @@ def check_reports(root: Path) -> None:
         assert len(episodes(root)) == 9
 
 
-def test_evaluate_killed_at_six_points_reruns_to_the_same_episodes(project, suite_json, tmp_path_factory, prefect_api):
+def test_evaluate_killed_at_six_points_reruns_to_the_same_episodes(project, suite_snapshot, tmp_path_factory, prefect_api):
     from octopus.config import load_params
     from octopus.evaluation.stage import run_evaluate
     from octopus.sim.tasks_stage import read_snapshot
@@ -186,7 +186,7 @@ def test_evaluate_killed_at_six_points_reruns_to_the_same_episodes(project, suit
     chaos.finish(["evaluate"])
     check_reports(root)
 
-    reference = make_project(tmp_path_factory.mktemp("evaluate-reference"), suite_json)
+    reference = make_project(tmp_path_factory.mktemp("evaluate-reference"), suite_snapshot)
     os.chdir(reference)
     try:
         run_evaluate(load_params("params.yaml"), read_snapshot(paths.SUITE_TASKS).evaluation()[:3])

@@ -29,7 +29,7 @@ def _in(root: Path, fn):
         os.chdir(cwd)
 
 
-def test_collect_and_evaluate_give_the_same_bytes_and_metrics_with_one_or_two_workers(suite_json, tmp_path,
+def test_collect_and_evaluate_give_the_same_bytes_and_metrics_with_one_or_two_workers(suite_snapshot, tmp_path,
                                                                                       prefect_api):
     from octopus.config import load_params
     from octopus.data.flow import collect
@@ -37,7 +37,7 @@ def test_collect_and_evaluate_give_the_same_bytes_and_metrics_with_one_or_two_wo
     from octopus.sim.tasks_stage import read_snapshot
     out = {}
     for name, runner in (("one", ONE), ("two", TWO)):
-        root = make_project(tmp_path / name, suite_json, collect={"max_tasks": 4, "runner": runner},
+        root = make_project(tmp_path / name, suite_snapshot, collect={"max_tasks": 4, "runner": runner},
                             evaluate={"runner": runner, "save_views": False})
         metrics = _in(root, lambda: collect("params.yaml", show_progress=False))
         assert metrics["workers"] == runner["workers"] and metrics["episodes"] == 4

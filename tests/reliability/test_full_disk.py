@@ -31,12 +31,12 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(data)], check=False)
 
 
-def test_collect_on_a_full_disk_fails_clearly_and_keeps_the_earlier_dataset(small_disk, suite_json, monkeypatch,
+def test_collect_on_a_full_disk_fails_clearly_and_keeps_the_earlier_dataset(small_disk, suite_snapshot, monkeypatch,
                                                                              prefect_api):
     from tests.reliability.conftest import TINY, make_project
     root = small_disk.parent
     monkeypatch.chdir(root)
-    make_project(root, suite_json, collect={"max_tasks": 2})
+    make_project(root, suite_snapshot, collect={"max_tasks": 2})
     first = octopus(root, "collect", "--no-progress")  # a subprocess: Prefect's log handlers outlive a CliRunner
     assert first.returncode == 0, first.stderr[-2000:]
     before = {p.name: hashlib.sha256(p.read_bytes()).digest() for p in paths.DATASET.iterdir()}
