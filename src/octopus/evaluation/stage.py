@@ -150,9 +150,10 @@ def evaluate(params: Params, task_ids: list[str], suite_path: str = str(paths.SU
             write_json(Path(parts_dir) / f"{call.name}.json", dicts)
         finished(call, [EpisodeRecord.from_dict(x) for x in dicts])
 
-    kept = [c for c in calls if parts_dir and _part(Path(parts_dir) / f"{c.name}.json") is not None]
+    saved = {c.name: _part(Path(parts_dir) / f"{c.name}.json") for c in calls} if parts_dir else {}
+    kept = [c for c in calls if saved.get(c.name) is not None]
     for call in kept:
-        finished(call, [EpisodeRecord.from_dict(x) for x in _part(Path(parts_dir) / f"{call.name}.json")])
+        finished(call, [EpisodeRecord.from_dict(x) for x in saved[call.name]])
     if kept:
         logger.info("%d of %d episodes kept from an interrupted run in %s", sum(len(c.key[1]) for c in kept), total,
                     parts_dir)
