@@ -4,7 +4,6 @@ table row per policy, each a set of overrides), and the generated reference docs
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import re
 from pathlib import Path
