@@ -2,7 +2,7 @@
 
 Already covered elsewhere (not repeated here): an unreadable part is redone by collect
 (tests/data/test_collect.py), undecodable views name the step (tests/training/test_sft.py), manifest
-mismatches fail the validate stage's expectations (tests/validation/test_stage.py), an unknown params
+mismatches fail the validate stage's expectations with exit 2 (tests/validation/test_stage.py), an unknown params
 field or section names it (tests/test_config.py)."""
 
 from __future__ import annotations
@@ -167,3 +167,22 @@ def test_a_corrupt_suite_cache_is_rebuilt_never_trusted(tmp_path, monkeypatch):
     assert json.loads(cache.read_text())["tasks"] == json.loads(good)["tasks"]
     cache.write_bytes(good[: len(good) // 2])  # truncated: not JSON
     assert [t.id for t in tasks_stage.load_suite(sim, tp, task_list=str(task_list)).tasks] == [t.id for t in suite.tasks]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_truncate, "models/reward: cannot load the reward model (SafetensorError"),
+    (lambda w: (w.parent / "octopus_reward.json").write_text("{not json"), "models/reward/octopus_reward.json: unreadable"),
+    (lambda w: save_file({k: v for k, v in load_file(str(w)).items() if k != "score.weight"}, str(w),
+                         metadata={"format": "pt"}), "models/reward: damaged checkpoint, 1 tensor(s) unusable: score.weight missing"),
+], ids=["truncated-weights", "unreadable-meta", "missing-tensor"])
+def test_a_damaged_reward_model_is_exit_2_for_rlef(project, shards, damage, message):
+    from octopus.model.reward import RewardModel
+    from tests.helpers import TEXTS
+    project(rlef={"reward": "model"})
+    _checkpoint(paths.sft_model("octopus"))
+    RewardModel.build("tiny", TEXTS * 4, max_length=128, vocab_size=400).save(paths.REWARD_MODEL)
+    damage(Path(paths.REWARD_MODEL) / "model.safetensors")
+    result = run("rlef")
+    assert result.exit_code == 2, said(result)
+    assert message in said(result) and "Traceback" not in said(result)
+    assert not paths.rlef_model("octopus").exists()

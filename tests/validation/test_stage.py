@@ -303,7 +303,8 @@ def test_file_break_fails_exactly_its_expectation(tmp_path, base_shards, suite_t
         if not manifest and (d / "manifest.json").exists():
             (d / "manifest.json").unlink()
     code, metrics = _run(tmp_path, base_shards, suite_tasks, vparams, after=after)
-    assert code == 1 and metrics["failed"] == expected
+    assert metrics["failed"] == expected
+    assert code == (2 if "shards.readable" in expected else 1)  # a damaged file is a corrupt input
 
 
 def _lost_and_unlisted(m: dict) -> None:
@@ -316,13 +317,17 @@ def _lost_and_unlisted(m: dict) -> None:
     (lambda m: m["shards"][0].update(sha256="0" * 64), ["manifest.shards"], 1),
     (_lost_and_unlisted, ["manifest.shards"], 2),
 ])
-def test_manifest_mismatch_fails(tmp_path, base_shards, suite_tasks, vparams, tamper, expected, shards):
+def test_manifest_mismatch_fails(tmp_path, base_shards, suite_tasks, vparams, tamper, expected, shards, capsys):
     def after(d: Path) -> None:
         m = json.loads((d / "manifest.json").read_text())
         tamper(m)
         (d / "manifest.json").write_text(json.dumps(m))
     code, metrics = _run(tmp_path, base_shards, suite_tasks, vparams, after=after)
-    assert code == 1 and metrics["failed"] == expected and metrics["unexpected"]["manifest.shards"] == shards
+    assert code == 2 and metrics["failed"] == expected and metrics["unexpected"]["manifest.shards"] == shards
+    said = " ".join(capsys.readouterr().err.split())
+    if shards:  # each damaged file named by the path a user opens
+        assert f"corrupt input: {tmp_path / 'dataset'}/shard-" in said or \
+            f"corrupt input: {tmp_path / 'dataset' / 'shard-lost.parquet'}" in said, said
 
 
 def test_too_few_rows(tmp_path, base_shards, suite_tasks):
@@ -353,7 +358,7 @@ def test_missing_dataset_dir_is_a_clear_error(tmp_path, suite_tasks, vparams, ca
     with pytest.raises(ValidationError, match="no dataset directory"):
         validate_dataset(tmp_path / "nope", suite_tasks, vparams, tmp_path / "docs")
     metrics = tmp_path / "validate.json"
-    assert run_validate(vparams, tmp_path / "nope", suite_tasks, tmp_path / "docs", metrics) == 1
+    assert run_validate(vparams, tmp_path / "nope", suite_tasks, tmp_path / "docs", metrics) == 2  # a missing input
     assert json.loads(metrics.read_text())["success"] is False
     assert "no dataset directory" in capsys.readouterr().err
 

@@ -42,7 +42,10 @@ def collect_cmd(progress: bool = typer.Option(True, help="show a progress bar"),
 
 
 def validate_cmd(params: Path = PARAMS) -> None:
-    """The validate stage: great_expectations checks over data/dataset; Data Docs in data/data-docs (exit 1 on failure)."""
+    """The validate stage: great_expectations checks over data/dataset; Data Docs in data/data-docs.
+
+    Exit 1 when the data breaks expectations; 2 when an input is damaged or missing (an unreadable shard, one that
+    disagrees with manifest.json, no dataset), each file named."""
     from octopus.validation import run_validate
     p = params_of(params)
     require(paths.SUITE_TASKS, paths.DATASET)

@@ -218,9 +218,18 @@ def validate_dataset(dataset_dir: Path, suite_tasks: Path, params: Params, docs_
 
 
 # ---------------------------------------------------------------------- the stage
+#: expectations that fail when the files on disk are damaged (unreadable, or not what collect's manifest
+#: recorded), not when their content is wrong: a corrupt input, exit code 2 like every stage's
+INTEGRITY = ("shards.readable", "manifest.shards", "manifest.rows")
+
+
 def run_validate(params: Params, dataset_dir: Path, suite_tasks: Path, docs_dir: Path, metrics_path: Path,
                  console: Console | None = None) -> int:
-    """The `octopus validate` stage: validate, write metrics (atomically), print a summary; exit code 0 or 1."""
+    """The `octopus validate` stage: validate, write metrics (atomically), print a summary.
+
+    Exit code 0 when every expectation passes; 2 for a corrupt or missing input (a missing or unreadable
+    dataset, suite or manifest; a damaged shard or one the manifest disagrees with, each file named);
+    1 when the data is readable but fails expectations. Data Docs and the metrics are written either way."""
     console = console or Console(stderr=True, soft_wrap=True)
     t0 = time.perf_counter()
     try:
@@ -230,7 +239,7 @@ def run_validate(params: Params, dataset_dir: Path, suite_tasks: Path, docs_dir:
                                    "failed_expectations": 0, "failed": [],
                                    "seconds": round(time.perf_counter() - t0, 2)})
         console.print(f"[red]validate failed:[/] {escape(str(err))}")
-        return 1
+        return 2
     write_json(metrics_path, report.metrics())
     n = len(report.results)
     if report.success:
@@ -243,4 +252,14 @@ def run_validate(params: Params, dataset_dir: Path, suite_tasks: Path, docs_dir:
         if not r.success:
             console.print(f"  [red]x[/] {escape(r.line())}", highlight=False)
     console.print(f"Data Docs: {report.docs_index}")
-    return 1
+    corrupt = [r for r in report.results if not r.success and r.name in INTEGRITY]
+    for r in corrupt:
+        for example in r.examples or [f"{dataset_dir}: {r.line()}"]:
+            console.print(f"[red]corrupt input:[/] {escape(_under(dataset_dir, example))}", highlight=False)
+    return 2 if corrupt else 1
+
+
+def _under(dataset_dir: Path, example: str) -> str:
+    """'shard-00000.parquet: problem' -> 'data/dataset/shard-00000.parquet: problem' (the file a user opens)."""
+    head, sep, rest = example.partition(": ")
+    return f"{Path(dataset_dir) / head}{sep}{rest}" if sep and head.endswith(".parquet") else example
