@@ -153,3 +153,23 @@ def test_the_load_test_reports_both_sides(vision_policy):
     assert report["throughput_ratio"] == pytest.approx(
         report["served"]["responses_per_s"] / report["direct"]["responses_per_s"], rel=0.01)
     vision_policy.batch_size = 8
+
+
+def test_a_seeded_sampling_request_gives_the_same_choices_whatever_arrives_with_it(vision_policy):
+    content = observation_content(prompt(), views(2))
+    with ServerThread(create_app(vision_policy, "tiny", ServeConfig(max_batch=8, window_ms=50))) as server:
+        def ask(seed=None, n=2, **extra) -> list[str]:
+            r = httpx.post(server.url + "/chat/completions", timeout=60,
+                           json=chat(content, temperature=1.0, n=n, max_tokens=8, **({"seed": seed} if seed is not None
+                                                                                      else {}), **extra))
+            assert r.status_code == 200, r.text
+            return [c["message"]["content"] for c in r.json()["choices"]]
+        alone = ask(seed=7)
+        with ThreadPoolExecutor(6) as pool:  # the same request among others sampling at the same time
+            crowd = [pool.submit(ask, seed=s) for s in (7, 8, None, 7, None, 8)]
+            answers = [f.result() for f in crowd]
+        assert answers[0] == answers[3] == alone
+        assert answers[1] == answers[5] != alone  # another seed, other samples (random weights: near certain)
+        assert len(set(alone)) == 2  # the n choices of one request are still two samples
+        bad = httpx.post(server.url + "/chat/completions", timeout=60, json=chat(content, seed="seven"))
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "seed"

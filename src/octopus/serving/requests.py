@@ -2,7 +2,7 @@
 
     req = parse_chat_request(body_bytes, reads_views=True, limits=ServeLimits())
     req.observation        # {"text", "views"} (vision policy) or {"message"} (blind policy)
-    req.n, req.max_tokens, req.temperature
+    req.n, req.max_tokens, req.temperature, req.seed
 
 What a request must look like: the last message is the user's observation. For a vision-language
 policy its content is a list of parts: text parts (joined: the environment message without Observed
@@ -62,6 +62,7 @@ class ChatRequest:
     max_tokens: int | None      # None: the policy's own max_new_tokens
     temperature: float | None   # None: the policy's own temperature
     model: str | None
+    seed: int | None = None     # sampling with a seed: the same request and seed, the same choices
 
 
 def _bad(message: str, param: str | None = None, code: str | None = "invalid_value") -> RequestError:
@@ -91,6 +92,7 @@ def parse_chat_request(body: bytes, reads_views: bool, limits: ServeLimits = Ser
     if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
                                     or not 0 <= temperature <= 2):
         raise _bad(f"temperature must be a number in [0, 2], got {temperature!r:.40}", "temperature")
+    seed = _int(req, "seed", None, -2 ** 63, 2 ** 64 - 1)  # torch.manual_seed's range
     model = req.get("model")
     if model is not None and not isinstance(model, str):
         raise _bad(f"model must be a string, got {type(model).__name__}", "model")
@@ -113,13 +115,13 @@ def parse_chat_request(body: bytes, reads_views: bool, limits: ServeLimits = Ser
             raise _bad("this policy is blind (text family): send the full text message without images",
                        f"messages[{len(messages) - 1}].content")
         return ChatRequest({"message": text}, n, max_tokens, float(temperature) if temperature is not None else None,
-                           model)
+                           model, seed)
     if len(images) != N_VIEWS:
         raise _bad(f"expected {N_VIEWS} images (EGO-0 ... EGO-315, BEV-I, BEV-II as image_url data URLs), "
                    f"got {len(images)}", f"messages[{len(messages) - 1}].content", "wrong_image_count")
     views = _decode_views(images, limits, f"messages[{len(messages) - 1}].content")
     return ChatRequest({"text": text, "views": views}, n, max_tokens,
-                       float(temperature) if temperature is not None else None, model)
+                       float(temperature) if temperature is not None else None, model, seed)
 
 
 def _int(req: dict, key: str, default: int | None, lo: int, hi: int | None) -> int | None:

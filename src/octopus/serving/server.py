@@ -5,7 +5,8 @@
 
 Concurrent requests are queued and drained by one worker thread: it takes the first waiting request,
 waits up to `window_ms` for more (up to `max_batch` choices), and answers them with one
-`Policy.respond_batch` (one `generate` per group of requests sharing temperature and max_tokens).
+`Policy.respond_batch` (one `generate` per group of requests sharing temperature and max_tokens). A sampling
+request with a `seed` is generated on its own from that seed, so the same request and seed give the same choices.
 Bad requests get a 4xx in OpenAI's error shape; a failure while generating is a 500 for that batch only;
 a full queue is a 429 with Retry-After. Nothing a client sends stops the server.
 """
@@ -128,11 +129,17 @@ class Batcher:
             jobs = self._collect(first)
             groups: dict[tuple, list[_Job]] = {}
             for job in jobs:
-                groups.setdefault((job.request.temperature, job.request.max_tokens), []).append(job)
-            for (temperature, max_tokens), group in groups.items():
-                self._answer(group, temperature, max_tokens)
+                r = job.request
+                sampled = (self.policy.temperature if r.temperature is None else r.temperature) > 0
+                # a seeded sampling request is generated on its own, from its seed: what it gets back cannot
+                # depend on which other requests arrived with it (greedy answers never do)
+                alone = (r.seed, id(job)) if sampled and r.seed is not None else None
+                groups.setdefault((r.temperature, r.max_tokens, alone), []).append(job)
+            for (temperature, max_tokens, alone), group in groups.items():
+                self._answer(group, temperature, max_tokens, alone[0] if alone else None)
 
-    def _answer(self, jobs: list[_Job], temperature: float | None, max_tokens: int | None) -> None:
+    def _answer(self, jobs: list[_Job], temperature: float | None, max_tokens: int | None,
+                seed: int | None = None) -> None:
         policy = self.policy
         saved = policy.temperature, policy.max_new_tokens, policy.batch_size
         observations = [job.request.observation for job in jobs for _ in range(job.request.n)]
@@ -141,7 +148,14 @@ class Batcher:
             policy.temperature = saved[0] if temperature is None else temperature
             policy.max_new_tokens = saved[1] if max_tokens is None else max_tokens
             policy.batch_size = max(len(observations), 1)
-            texts = policy.respond_batch(observations)
+            if seed is None:
+                texts = policy.respond_batch(observations)
+            else:  # the policy seeds each sampling generate from its counter: this one from the request's seed
+                counter, policy.generator_seed = policy.generator_seed, seed
+                try:
+                    texts = policy.respond_batch(observations)
+                finally:
+                    policy.generator_seed = counter  # unseeded requests go on with the policy's own sequence
             limit = policy.max_new_tokens
         except Exception as err:  # noqa: BLE001 - one batch fails, the server lives on
             log.exception("generation failed for a batch of %d", len(observations))
