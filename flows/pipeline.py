@@ -8,19 +8,25 @@ The flow holds no ML logic: each task run is `dvc repro --single-item <stage>`, 
 line by line into the task run's logs; stages call the `octopus` CLI (collect and evaluate report
 their own flow runs, one task run per episode, to the same server). The stages and their order come
 from dvc.yaml (`dvc stage list`, foreach stages expanded: sft@octopus, sft@blind, ...), so a stage added
-there runs here with no edit. A run holds its workspace's one concurrency slot (`octopus.workspace`):
+there runs here with no edit. Each stage's progress (episodes, training steps) is a progress artifact on
+this run's page, next to the run's own (`octopus-pipeline-progress`). A run holds its workspace's one
+concurrency slot (`octopus.workspace`):
 a second run waits for the first instead of racing it for dvc.lock.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
 
+from octopus.progress import FLOW_RUN_ENV
 from octopus.workspace import (EVAL_ARTIFACT_KEY, StageProgress, WorkspaceError, dvc_env, resolve_project,
                                publish_evaluation, select_stages, workspace_lock)
 
@@ -30,7 +36,11 @@ def repro(stage: str, root: str) -> int:
     """Reproduce one DVC stage, streaming its output to the logs; raises (and is retried) when it fails."""
     logger = get_run_logger()
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    env = dvc_env()
+    api = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
+    if flow_run.id and api:  # the stage's own progress artifacts (training steps, episodes) go on this run's page
+        env.update({FLOW_RUN_ENV: str(flow_run.id), "PREFECT_API_URL": api})
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1)
     tail: list[str] = []
     for line in proc.stdout:  # a line at a time, so a long stage's progress shows while it runs

@@ -97,3 +97,19 @@ def merge(base: dict, changes: dict) -> dict:
         else:
             base[key] = value
     return base
+
+
+def artifacts(flow_run_id: Any = None, key: str | None = None) -> list:
+    """Artifacts on the configured Prefect API, newest first: of one flow run and/or with one key."""
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]) if flow_run_id else None,
+                key=ArtifactFilterKey(any_=[key]) if key else None), sort=ArtifactSort.CREATED_DESC)
+    return asyncio.run(read())

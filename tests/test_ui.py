@@ -31,8 +31,9 @@ GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": 
 # the tiny project: `prepare` prints slowly (logs stream), `evaluate` writes the table and rollout report the
 # pipeline publishes, `slow` always runs and records when (the concurrency test), `broken` fails
 TINY_DVC = {"stages": {
-    "prepare": {"cmd": "python -c \"import time; [print('prepare line', i, flush=True) or time.sleep(0.2) "
-                       "for i in range(3)]; open('a.txt', 'w').write('a')\"", "outs": ["a.txt"]},
+    "prepare": {"cmd": "python -c \"import time; from octopus.progress import RunProgress; p = RunProgress('prepare', 3); "
+                       "[print('prepare line', i, flush=True) or p.advance() or time.sleep(0.2) for i in range(3)]; "
+                       "p.done(); open('a.txt', 'w').write('a')\"", "outs": ["a.txt"]},
     "evaluate": {"cmd": "python -c \"import os; os.makedirs('reports/rollouts', exist_ok=True); "
                         "open('reports/evaluate.md', 'w').write('| Agent | All |\\n| --- | --- |\\n| oracle | 1.00 |\\n'); "
                         "open('reports/rollouts/index.html', 'w').write('<html>rollouts</html>')\"",
@@ -215,6 +216,8 @@ def test_scheduled_deployment_fires_runs_and_completes_with_artifacts(stack, tin
     assert (repo / "reports" / "rollouts" / "index.html").as_uri() in table["data"]  # the rollout report's link
     progress = artifacts["octopus-pipeline-progress"]
     assert progress["type"] == "progress" and progress["data"] == 100.0
+    stage = artifacts["octopus-prepare-progress"]  # a stage's own progress, from its dvc subprocess, on this run
+    assert stage["type"] == "progress" and stage["data"] == 100.0
 
 
 @pytest.mark.slow

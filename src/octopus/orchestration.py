@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from octopus.config import RunnerParams
 from octopus.files import write_atomic
+from octopus.progress import RunProgress
 
 
 class OrchestrationError(RuntimeError):
@@ -165,12 +166,14 @@ def _one_certificate_file() -> Path:
 
 # ---------------------------------------------------------------------- progress
 class Progress:
-    """A rich progress bar on stderr for a fan-out (done / total, and a caller's info text), or nothing."""
+    """A fan-out's progress: a rich bar on stderr (done / total, and a caller's info text) when `show`, and the
+    Prefect progress artifact `octopus-STAGE-progress` of the run it is part of (`octopus.progress`)."""
 
     def __init__(self, stage: str, total: int, completed: int = 0, show: bool = True) -> None:
         self.stage, self.total, self.completed, self.show = stage, total, completed, show
 
     def __enter__(self) -> "Progress":
+        self._artifact = RunProgress(self.stage, self.total, self.completed, f"{self.stage}: episodes done")
         if self.show:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
@@ -181,6 +184,7 @@ class Progress:
         return self
 
     def update(self, advance: int, info: str) -> None:
+        self._artifact.advance(advance)
         if self.show:
             self._bar.update(self._job, advance=advance, info=info)
 

@@ -21,6 +21,7 @@ from octopus import paths
 from octopus.config import load_params
 from octopus.data import schema
 from octopus.data.collect import CollectError, fingerprint, plan_jobs, read_suite
+from tests.helpers import artifacts
 
 
 def _collect(params_path: Path) -> dict:
@@ -36,6 +37,8 @@ def _ids(directory: Path) -> list[str]:
 def test_collect_writes_shards_manifest_and_metrics(project, prefect_api):
     params_path = project.write(collect={"shard_rows": 5})
     metrics = _collect(params_path)
+    progress = artifacts(key="octopus-collect-progress")[0]  # on the collect flow run's page in the UI
+    assert progress.type == "progress" and progress.data == 100.0 and progress.flow_run_id is not None
     manifest = json.loads((paths.DATASET / "manifest.json").read_text())
     jobs = plan_jobs(read_suite(paths.SUITE_TASKS), load_params(params_path))
     assert metrics["episodes"] == manifest["episodes"] == len(jobs) == 4 and metrics["failed_episodes"] == 0

@@ -32,6 +32,7 @@ from octopus.evaluation.rollouts import EpisodeRecord, rollout, rollout_batch
 from octopus.evaluation.rows import PAPER, table_rows
 from octopus.files import write_atomic, write_json
 from octopus.orchestration import Call, fan_out
+from octopus.progress import RunProgress
 from octopus.provenance import code_revision, module_closure, source_digest
 from octopus.sim.tasks import Task
 from octopus.sim.tasks_stage import read_snapshot
@@ -130,10 +131,12 @@ def evaluate(params: Params, task_ids: list[str], suite_path: str = str(paths.SU
     total = sum(len(c.key[1]) for c in calls)
     records: dict[str, list[EpisodeRecord]] = {row: [] for row in e.agents}
     t0 = time.perf_counter()
+    progress = RunProgress("evaluate", total, description="evaluate: episodes done")
 
     def finished(call: Call, recs: list[EpisodeRecord]) -> None:
         records[call.key[0]].extend(recs)
         k = sum(map(len, records.values()))
+        progress.set(k)
         if k // 20 > (k - len(recs)) // 20 or k == total:
             logger.info("%d/%d episodes in %.0f s", k, total, time.perf_counter() - t0)
 

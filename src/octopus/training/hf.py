@@ -1,7 +1,8 @@
 """What every stage's Hugging Face Trainer shares: precision flags for the device, and quiet logs.
 
     cfg = SFTConfig(..., **precision_flags("auto"))    # bf16 on a GPU that has it, fp32 on a CPU
-    trainer = quiet(SFTTrainer(...))                    # one short line per log on stderr
+    trainer = quiet(SFTTrainer(...), "sft-octopus")     # one short line per log on stderr; steps as the
+                                                        # Prefect progress artifact octopus-sft-octopus-progress
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import sys
 
 import torch
 from transformers import TrainerCallback
+
+from octopus.progress import RunProgress
 
 
 class PrecisionError(ValueError):
@@ -36,9 +39,32 @@ class StderrLogs(TrainerCallback):
                       " ".join(f"{k}={v:.4g}" for k, v in keep.items()), file=sys.stderr, flush=True)
 
 
-def quiet(trainer):
-    """Swap transformers' stdout printer for `StderrLogs`."""
+def quiet(trainer, progress: str | None = None):
+    """Swap transformers' stdout printer for `StderrLogs`; with `progress`, show the steps as that progress artifact."""
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(StderrLogs())
+    if progress:
+        trainer.add_callback(TrainerProgress(progress))
     return trainer
+
+
+class TrainerProgress(TrainerCallback):
+    """A Trainer's optimizer steps (of `state.max_steps`) as `octopus-NAME-progress`."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.progress = name, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.progress = RunProgress(self.name, state.max_steps, state.global_step,
+                                        f"{self.name}: optimizer steps done")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.set(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.done()
+

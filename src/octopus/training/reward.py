@@ -140,7 +140,7 @@ def train_reward(params: Params, dataset_dir: str | Path, out_dir: str | Path,
         max_length=None, center_rewards_coefficient=rp.center_rewards or None, disable_tqdm=True,
         dataloader_pin_memory=False, **precision_flags(rp.precision, "reward.precision"))
     trainer = quiet(RewardTrainer(model=rm.model, args=cfg, train_dataset=train_ds, eval_dataset=held_ds,
-                                  processing_class=rm.tokenizer))
+                                  processing_class=rm.tokenizer), progress="reward")
     t0 = time.perf_counter()
     result = trainer.train()
     train_s = time.perf_counter() - t0

@@ -101,7 +101,7 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
                              eval_dataset=_index_dataset(n, val_examples) if val_examples else None,
                              data_collator=IndexedCollator(pm, train_examples + val_examples),
                              processing_class=pm.tokenizer,
-                             callbacks=callbacks))
+                             callbacks=callbacks), progress=cfg.run_name)
 
 
 def apply_lora(pm: PolicyModel, params: Params) -> None:

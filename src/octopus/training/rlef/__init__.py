@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from octopus.config import Params, RlefRun
 from octopus.files import replace_dir
+from octopus.progress import RunProgress
 
 
 class RLEFError(RuntimeError):
@@ -185,9 +186,17 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
         if run.reward in ("simulator", "both") and suite is None:
             raise RLEFError("rlef.reward simulator executes responses in the simulator: pass the suite snapshot")
         worlds = st.Worlds(params, suite, train_nodes) if run.reward in ("simulator", "both") else None
+        progress = RunProgress(f"rlef-{run.algorithm}-{run.reward}", r.updates, description=f"rlef {run.algorithm} "
+                               f"with reward {run.reward}: updates done")
+
+        def updated(row: dict) -> None:
+            progress.set(int(row.get("update", progress.count + 1)))
+            if on_update is not None:
+                on_update(row)
         try:
             curve = ppo.train(pm, ref, make_reward_fn(run.reward, rm, worlds, r.minibatch_size * 2), chosen,
-                              rl_config(params, run.algorithm, max_new), log, on_update)
+                              rl_config(params, run.algorithm, max_new), log, updated)
+            progress.done()
         finally:
             if worlds is not None:
                 worlds.close()

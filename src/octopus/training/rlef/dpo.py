@@ -74,7 +74,8 @@ def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str 
     trainer = quiet(DPOTrainer(model=pm.model, ref_model=ref.model, args=cfg,
                                train_dataset=datasets.Dataset.from_dict(columns),
                                data_collator=PairCollator(pm, pairs),
-                               processing_class=pm.processor if pm.family.reads_views else pm.tokenizer))
+                               processing_class=pm.processor if pm.family.reads_views else pm.tokenizer),
+                    progress=cfg.run_name)
     t0 = time.perf_counter()
     trainer.train()
     log(f"rlef dpo: {len(pairs)} pairs x {rp.dpo_epochs} epoch(s) in {time.perf_counter() - t0:.0f} s")
