@@ -382,7 +382,7 @@ def rlef_runs(r: "RlefParams") -> list[RlefRun]:
 #: what each changes in the `model` / `sft` sections
 DEFAULT_POLICIES = {
     "octopus": {"model": {"family": "idefics"}},
-    "blind": {"model": {"family": "text", "max_length": 1024}, "sft": {"group_by_length": True}},
+    "blind": {"model": {"family": "text", "max_length": 1024}},
 }
 _POLICY_NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
