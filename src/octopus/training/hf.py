@@ -67,4 +67,3 @@ class TrainerProgress(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress is not None:
             self.progress.done()
-
