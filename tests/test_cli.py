@@ -55,7 +55,7 @@ def test_the_commands_were_renamed():
 
 
 def test_params_prints_the_reference_that_docs_params_md_holds():
-    from octopus.config import reference
+    from octopus.cli.params import reference
     r = invoke("params")
     assert r.exit_code == 0 and r.output == reference() + "\n"
     assert r.output == (ROOT / "docs" / "params.md").read_text()

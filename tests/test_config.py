@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from octopus.config import DEFAULT_POLICIES, ConfigError, Params, RunnerParams, load_params, parse_params, reference
+from octopus.cli.params import reference
+from octopus.config import DEFAULT_POLICIES, ConfigError, Params, RunnerParams, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
