@@ -217,8 +217,9 @@ class SFTParams:
     warmup_ratio: float = _f(0.05, "share of steps spent warming up", lo=0.0, hi=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0, hi=1.0)
     val_fraction: float = _f(0.1, "share of training TASKS held out for validation loss", lo=0.0, hi=0.9)
-    val_rollouts: int = _f(32, "held-out training tasks the trained policy is rolled out on in the simulator "
-                           "(completion, executable code, failures by cause: what settings are chosen on; 0: none)",
+    val_rollouts: int = _f(32, "held-out training tasks the trained policy is rolled out on in the simulator, "
+                           "half paper-style and half procedural where there are enough (completion, executable "
+                           "code, failures by cause, per source: what settings are chosen on; 0: none)",
                            lo=0)
     max_samples: Optional[int] = _f(None, "cap on training steps (null: all)", lo=1)
     rename_objects: float = _f(0.0, "share of training steps whose goal's object categories are swapped for other "

@@ -186,3 +186,19 @@ def test_val_rollouts_play_the_held_out_training_tasks_in_the_simulator(tmp_path
     assert sum(out["failures"]["episodes"].values()) == 2 and sum(out["failures"]["steps"].values()) == 4
     with pytest.raises(SFTError, match="collected from another suite snapshot"):
         val_rollouts(pm, [{"task_id": "not_in_the_suite"}], p, tmp_path / "tasks.json", log=lambda s: None)
+
+
+def test_the_rollout_sample_alternates_paper_style_and_procedural_tasks():
+    """Held-out rollouts are where settings are chosen: half of them must look like the suite's tasks, not
+    ~95% procedural as the training tasks are; the sample is seeded and the split's own order within a kind."""
+    from octopus.data.builders import held_out_tasks
+    ids = [f"procedural_{k:05d}__base" for k in range(20)] + ["buy_an_egg", "cook_bacon", "pack_a_wallet"]
+    val = [{"task_id": t} for t in ids for _ in range(2)]
+    plain = held_out_tasks(val, 8, seed=0)
+    mixed = held_out_tasks(val, 8, seed=0, stratify=True)
+    assert len(mixed) == 8 and len(set(mixed)) == 8 and mixed == held_out_tasks(val, 8, seed=0, stratify=True)
+    assert [t.startswith("procedural_") for t in mixed[:6]] == [False, True] * 3  # paper-style first, alternating
+    assert all(t.startswith("procedural_") for t in mixed[6:])                   # then the kind that is left
+    order = held_out_tasks(val, 23, seed=0)
+    assert [t for t in mixed if t.startswith("procedural_")] == [t for t in order if t.startswith("procedural_")][:5]
+    assert plain == order[:8] and held_out_tasks(val, 0, seed=0, stratify=True) == []

@@ -91,9 +91,25 @@ def sft_split(steps: list[dict], val_fraction: float, seed: int) -> tuple[list[d
     return [r for r in steps if r["task_id"] not in held], [r for r in steps if r["task_id"] in held]
 
 
-def held_out_tasks(val: list[dict], n: int, seed: int) -> list[str]:
-    """Up to `n` task ids of the validation steps, in the split's seeded order (the rollout sample)."""
-    return sorted({r["task_id"] for r in val}, key=lambda t: task_bucket(t, seed))[:n]
+def held_out_tasks(val: list[dict], n: int, seed: int, stratify: bool = False) -> list[str]:
+    """Up to `n` task ids of the validation steps, in the split's seeded order (the rollout sample).
+
+    `stratify`: paper-style and procedural tasks alternate (paper-style first) until one kind runs out. About
+    four in five training tasks are procedural, and their instructions name the goal's objects in full 96% of
+    the time against 39% for the seen-environment evaluation tasks, so a plain sample of 32 holds ~2 tasks
+    like the ones the suite asks for."""
+    order = sorted({r["task_id"] for r in val}, key=lambda t: task_bucket(t, seed))
+    if not stratify:
+        return order[:n]
+    kinds = [[t for t in order if not is_procedural(t)], [t for t in order if is_procedural(t)]]
+    out = [t for pair in zip(*kinds) for t in pair]
+    out += kinds[0][len(out) // 2:] + kinds[1][len(out) // 2:]
+    return out[:n]
+
+
+def is_procedural(task_id: str) -> bool:
+    """A procedural training task (octopus.sim.procedural names them `procedural_K__BASE`)."""
+    return task_id.startswith("procedural_")
 
 
 def decode_all(steps: list[dict], size: int | None, workers: int = 2) -> list[np.ndarray]:

@@ -157,15 +157,16 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
 def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: str | Path,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """The trained policy rolled out (greedy, one episode each, names grounded) on `sft.val_rollouts` of the
-    held-out training tasks, as the evaluate stage rolls out on the suite: completion with its CI,
-    executable code, step success, failures by cause, and the same split by task source (paper / procedural)."""
+    held-out training tasks (half paper-style, half procedural, where there are enough), as the evaluate stage
+    rolls out on the suite: completion with its CI, executable code, step success, failures by cause, and the
+    same split by task source (paper / behavior / procedural)."""
     from octopus.agents.learned import PolicyAgent
     from octopus.evaluation.metrics import failure_counts, flatten, summarize
     from octopus.evaluation.rollouts import rollout_batch
     from octopus.model.policy import Policy
     from octopus.sim.tasks_stage import read_snapshot
 
-    ids = builders.held_out_tasks(val, params.sft.val_rollouts, params.sft.seed)
+    ids = builders.held_out_tasks(val, params.sft.val_rollouts, params.sft.seed, stratify=True)
     if not ids:
         return {"tasks": 0}
     suite = read_snapshot(suite_path)
