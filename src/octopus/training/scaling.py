@@ -78,6 +78,9 @@ def run_scaling(params: Params, presets: list[str], fractions: list[float], out_
                    "train_min": round(m["train_s"] / 60, 2), "val_loss": m["val_loss"],
                    "val_completion": v.get("task_completion"), "val_completion_lo": v.get("task_completion_lo"),
                    "val_completion_hi": v.get("task_completion_hi"), "val_executable": v.get("code_executability"),
+                   "val_by_source": {k: {"tasks": f["tasks"], "completion": f["task_completion"],
+                                         "executable": f["code_executability"]}
+                                     for k, f in (v.get("by_source") or {}).items()},
                    "suite": _suite_figures(root / name, p), "wall_min": round((time.perf_counter() - t0) / 60, 2)}
             log(f"scaling: {name}: {row}")
             rows.append(row)
