@@ -63,6 +63,9 @@ class TasksParams:
     behavior_extra: int = _f(200, "extra follow tasks derived from BEHAVIOR-1K activity goals", lo=0)
     procedural: int = _f(0, "procedural train tasks: new goals over the train scenes' objects, each proven by the "
                             "planner (octopus.sim.procedural)", lo=0)
+    short_names: float = _f(0.0, "share of object mentions in procedural instructions written by the last word of "
+                                 "their category ('the cheese' for swiss_cheese) where it names one object of the "
+                                 "scene; the rest name the whole category", lo=0.0, hi=1.0)
 
 
 @dataclass(frozen=True)

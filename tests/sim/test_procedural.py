@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from octopus.sim.procedural import candidate_literals, procedural_tasks, words
+from octopus.sim.procedural import candidate_literals, head, procedural_tasks, words
 from octopus.sim.tasks_stage import layout_params, prove
 
 
@@ -61,3 +61,26 @@ def test_candidates_only_ask_what_the_functions_can_reach(suite, params):
 
 def test_none_asked_gives_none(suite, params):
     assert procedural_tasks(suite.tasks, 0, params.sim, seed=0, prove=prove) == []
+
+
+def test_short_names_change_only_the_words_and_name_one_object_of_the_scene(generated, suite, params):
+    short = procedural_tasks(suite.tasks, 40, params.sim, seed=0, prove=prove, short_names=1.0)
+    assert [(t.id, t.goal) for t in short] == [(t.id, t.goal) for t in generated]  # same goals, same proofs
+    shortened = 0
+    for t in short:
+        world = t.build(layout_params(params.sim))[0]
+        for lit in t.goal:
+            for inst in lit[1:]:
+                if words(inst) in t.instruction:
+                    continue
+                shortened += 1
+                assert f" {head(inst)}" in f" {t.instruction}", (t.instruction, inst)
+                # the short name is one object's: no other object of the scene ends with that word
+                assert [o.bddl for o in world.objects if head(o.bddl) == head(inst)] == [inst], (t.id, inst)
+    assert shortened > 0
+
+
+def test_words_are_single_spaced():
+    assert words("yogurt__carton.n.01_1") == "yogurt carton"
+    assert words("bottle__of__milk.n.01_1") == "bottle of milk" and head("bottle__of__milk.n.01_1") == "bottle"
+    assert head("swiss_cheese.n.01_1") == "cheese" and head("apple.n.01_1") == "apple"

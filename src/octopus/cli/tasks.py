@@ -119,7 +119,7 @@ def tasks_procedural(n: int = typer.Option(50, help="how many procedural trainin
     p = params_of(params)
     suite = suite_of(p)
     t0 = time.perf_counter()
-    tasks = procedural_tasks(suite.tasks, n, p.sim, seed, prove)
+    tasks = procedural_tasks(suite.tasks, n, p.sim, seed, prove, short_names=p.tasks.short_names)
     took = time.perf_counter() - t0
     if out is not None:
         write_json(out, [t.to_dict() for t in tasks])

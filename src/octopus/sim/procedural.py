@@ -10,6 +10,12 @@ sizes and abilities) and asks for one or two goal literals the 16 functions can 
 manner of the published list. Every task is proven solvable by the planner within `sim.max_steps`, and
 the set is deterministic for a seed.
 
+Objects are named by their whole category ("the swiss cheese") or, in a share `short_names` of the
+mentions, by its last word ("the cheese") where no other object of the scene ends with that word: the
+way the published list names them, so that the name a response writes (`swiss_cheese_1`) must come from
+the views or the object list, not only from the instruction. Naming draws from its own random stream:
+the goals, and so the proofs, do not depend on `short_names`.
+
 No leakage: a base task's activity is never one an evaluation task uses, its scene is never an unseen
 one (train tasks come from seen scenes only), and no goal equals an evaluation task's goal.
 """
@@ -47,7 +53,27 @@ TWO_GOAL_SHARE = 0.3
 
 def words(inst: str) -> str:
     """BDDL instance -> the words an instruction uses ("electric_refrigerator.n.01_1" -> "electric refrigerator")."""
-    return inst.split(".")[0].replace("__of__", " of ").replace("_", " ")
+    return " ".join(inst.split(".")[0].replace("__of__", " of ").replace("_", " ").split())
+
+
+def head(inst: str) -> str:
+    """The last word of an instance's category words, what a person calls it ("swiss cheese" -> "cheese";
+    "bottle of milk" -> "bottle")."""
+    w = words(inst)
+    return (w.split(" of ")[0] if " of " in w else w).split(" ")[-1]
+
+
+def namer(world: World, rng: random.Random, short_names: float) -> Callable[[str], str]:
+    """instance -> its words in an instruction: the last word alone in a share `short_names` of the mentions
+    where it names one object of this scene, the whole category otherwise."""
+    counts: dict[str, int] = {}
+    for o in world.objects:
+        counts[head(o.bddl)] = counts.get(head(o.bddl), 0) + 1
+
+    def name(inst: str) -> str:
+        full, short = words(inst), head(inst)
+        return short if short != full and counts.get(short) == 1 and rng.random() < short_names else full
+    return name
 
 
 def candidate_literals(world: World) -> list[list[str]]:
@@ -70,21 +96,22 @@ def candidate_literals(world: World) -> list[list[str]]:
     return out
 
 
-def instruction(goal: list[list[str]], rng: random.Random, reason: bool) -> str:
-    """A phrasing of the goal literals, joined with "and"."""
+def instruction(goal: list[list[str]], rng: random.Random, reason: bool,
+                name: Callable[[str], str] = words) -> str:
+    """A phrasing of the goal literals, joined with "and"; `name` writes each object (default: its category)."""
     parts = []
     for lit in goal:
         if lit[0] in _UNARY:
             follow, why = _UNARY[lit[0]][1:]
         else:
             follow, why = _BINARY[lit[0]]
-        parts.append(rng.choice(why if reason else follow).format(*(words(a) for a in lit[1:])))
+        parts.append(rng.choice(why if reason else follow).format(*(name(a) for a in lit[1:])))
     return " and ".join(parts)
 
 
 def procedural_tasks(tasks: list[Task], n: int, sim: SimParams, seed: int,
                      prove: Callable[[Task, SimParams], str | None],
-                     progress: Callable[[int, int], None] | None = None) -> list[Task]:
+                     progress: Callable[[int, int], None] | None = None, short_names: float = 0.0) -> list[Task]:
     """`n` new train tasks built on the train tasks among `tasks` (the evaluation ones define what to avoid)."""
     if n <= 0:
         return []
@@ -97,7 +124,7 @@ def procedural_tasks(tasks: list[Task], n: int, sim: SimParams, seed: int,
     if not bases:
         return []
     rng = random.Random(f"procedural/{seed}")
-    worlds: dict[str, list[list[str]]] = {}
+    worlds: dict[str, tuple[World, list[list[str]]]] = {}
     out: list[Task] = []
     seen: set[tuple] = set()
     attempts = 0
@@ -105,8 +132,9 @@ def procedural_tasks(tasks: list[Task], n: int, sim: SimParams, seed: int,
         attempts += 1
         base = rng.choice(bases)
         if base.id not in worlds:
-            worlds[base.id] = candidate_literals(base.build(layout_params(sim))[0])
-        cands = worlds[base.id]
+            world = base.build(layout_params(sim))[0]
+            worlds[base.id] = (world, candidate_literals(world))
+        world, cands = worlds[base.id]
         if not cands:
             continue
         goal = [list(lit) for lit in rng.sample(cands, min(len(cands), 2 if rng.random() < TWO_GOAL_SHARE else 1))]
@@ -115,8 +143,10 @@ def procedural_tasks(tasks: list[Task], n: int, sim: SimParams, seed: int,
             continue
         seen.add(key)
         reason = rng.random() < REASON_SHARE
-        task = replace(base, id=f"procedural_{len(out):05d}__{base.id}", goal=goal, split="train",
-                       instruction=instruction(goal, rng, reason), category="reason" if reason else "follow",
+        task_id = f"procedural_{len(out):05d}__{base.id}"
+        name = namer(world, random.Random(f"procedural-names/{seed}/{task_id}"), short_names)
+        task = replace(base, id=task_id, goal=goal, split="train",
+                       instruction=instruction(goal, rng, reason, name), category="reason" if reason else "follow",
                        source="procedural", plan_steps=None)
         if prove(task, sim) is None:
             out.append(task)

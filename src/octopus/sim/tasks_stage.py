@@ -65,7 +65,8 @@ def build_suite(sim: SimParams, tp: TasksParams, progress: Callable[[int, int], 
     # procedural train tasks come last, built on the train split just chosen (never on evaluation content)
     from octopus.sim.procedural import procedural_tasks
     more = procedural_tasks(kept, tp.procedural, sim, tp.seed, prove,
-                            (lambda k, n: progress(len(candidates) + k, len(candidates) + n)) if progress else None)
+                            (lambda k, n: progress(len(candidates) + k, len(candidates) + n)) if progress else None,
+                            short_names=tp.short_names)
     return Suite(kept + more, excluded)
 
 
