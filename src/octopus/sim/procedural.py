@@ -23,11 +23,12 @@ one (train tasks come from seen scenes only), and no goal equals an evaluation t
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import replace
 from typing import Callable
 
 from octopus.config import SimParams
-from octopus.sim.tasks import Task
+from octopus.sim.tasks import Task, words
 from octopus.sim.world import World
 
 #: predicate -> (ability an object needs, follow phrasings, reason phrasings); {0}, {1}: object words
@@ -51,24 +52,16 @@ REASON_SHARE = 0.2
 TWO_GOAL_SHARE = 0.3
 
 
-def words(inst: str) -> str:
-    """BDDL instance -> the words an instruction uses ("electric_refrigerator.n.01_1" -> "electric refrigerator")."""
-    return " ".join(inst.split(".")[0].replace("__of__", " of ").replace("_", " ").split())
-
-
 def head(inst: str) -> str:
     """The last word of an instance's category words, what a person calls it ("swiss cheese" -> "cheese";
     "bottle of milk" -> "bottle")."""
-    w = words(inst)
-    return (w.split(" of ")[0] if " of " in w else w).split(" ")[-1]
+    return words(inst).split(" of ")[0].split(" ")[-1]
 
 
 def namer(world: World, rng: random.Random, short_names: float) -> Callable[[str], str]:
     """instance -> its words in an instruction: the last word alone in a share `short_names` of the mentions
     where it names one object of this scene, the whole category otherwise."""
-    counts: dict[str, int] = {}
-    for o in world.objects:
-        counts[head(o.bddl)] = counts.get(head(o.bddl), 0) + 1
+    counts = Counter(head(o.bddl) for o in world.objects)
 
     def name(inst: str) -> str:
         full, short = words(inst), head(inst)

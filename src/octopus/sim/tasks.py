@@ -267,9 +267,10 @@ _DERIVABLE = {"ontop": "put {0} on the {1}", "inside": "put {0} in the {1}", "un
               "frozen": "freeze the {0}", "hot": "heat the {0}", "folded": "fold the {0}", "unfolded": "unfold the {0}"}
 
 
-def _readable(inst: str) -> str:
-    """`?mug.n.04_1` -> `mug`: the category's words, without the BDDL variable mark."""
-    return inst.lstrip("?").split(".")[0].replace("__of__", " of ").replace("_", " ")
+def words(inst: str) -> str:
+    """BDDL instance -> the words an instruction uses (`?mug.n.04_1` -> "mug", `bottle__of__milk.n.01_1` ->
+    "bottle of milk"): the category's words, single-spaced, without the BDDL variable mark."""
+    return " ".join(inst.lstrip("?").split(".")[0].replace("__of__", " of ").replace("_", " ").split())
 
 
 def behavior_tasks(activities: list[str], exclude: set[str], avoid_scenes: set[str]) -> list[Task]:
@@ -293,7 +294,7 @@ def behavior_tasks(activities: list[str], exclude: set[str], avoid_scenes: set[s
             continue
         for lit in goal:
             if lit[0] in _DERIVABLE and all(re.search(r"_\d+$", a) for a in lit[1:]) and "agent.n.01_1" not in lit:
-                text = _DERIVABLE[lit[0]].format(*(_readable(a) for a in lit[1:]))
+                text = _DERIVABLE[lit[0]].format(*(words(a) for a in lit[1:]))
                 objects = {s: list(v) for s, v in objs.items()}
                 out.append(Task(f"{act}__{lit[0]}", act, scenes[0], text, "follow", objects, init, [lit],
                                 source="behavior"))
