@@ -311,6 +311,9 @@ class RlefParams:
                      choices=RLEF_REWARDS)
     extra: list = _f(["dpo"], "more runs, each its own row NAME_rlef_RUN: 'grpo', 'rloo', 'dpo', 'ppo:simulator', "
                      "'grpo:both', ... (algorithm[:reward])")
+    format_penalty: float = _f(0.0, "subtracted from the reward of a sampled response that does not parse as "
+                               "the paper's format (as TRL's missing_eos_penalty): r_phi never saw such "
+                               "responses and cannot score them; 0: off", lo=0.0, hi=100.0)
     states: Optional[int] = _f(512, "D_R states sampled from (distinct pre-step states of training-task nodes; "
                                "null: all)", lo=1)
     updates: int = _f(40, "rollout -> advantages -> update rounds (ppo, grpo, rloo)", lo=1)

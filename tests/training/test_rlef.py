@@ -114,6 +114,22 @@ def test_policy_gradient_raises_a_synthetic_reward(estimator, pm):
         assert "frac_reward_zero_std" in history[-1] and "value_loss" not in history[-1]
 
 
+def test_the_format_penalty_lowers_the_reward_of_responses_that_do_not_parse():
+    from types import SimpleNamespace
+
+    from octopus.training.rlef import make_reward_fn
+
+    class ConstantRM:  # r_phi stand-in: the same score for every response
+        def score(self, pairs, batch_size):
+            return [0.5] * len(pairs)
+    texts = [response(), "def act(robot, env, camera):\n    EasyGrasp(robot, apple_1"]
+    batch = type("Batch", (), {"texts": texts, "states": [SimpleNamespace(message="msg")] * 2,
+                               "__len__": lambda self: 2})()
+    scores, info = make_reward_fn("model", ConstantRM(), None, 4, format_penalty=2.0)(batch)
+    assert scores == [0.5, -1.5] and info["parsed"] == 0.5 and info["reward_model"] == 0.5
+    assert make_reward_fn("model", ConstantRM(), None, 4)(batch)[0] == [0.5, 0.5]  # off by default
+
+
 def test_gae_and_group_advantages_by_hand():
     rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
     values = torch.zeros(1, 4)

@@ -93,8 +93,8 @@ def rl_states(pm, nodes: list[dict], dataset_dir: str | Path, n: int | None, see
     return chosen
 
 
-def make_reward_fn(source: str, rm, worlds, batch_size: int) -> Callable:
-    """batch -> (one score per response, averages to log)."""
+def make_reward_fn(source: str, rm, worlds, batch_size: int, format_penalty: float = 0.0) -> Callable:
+    """batch -> (one score per response, averages to log); `format_penalty` off each response that does not parse."""
     from octopus.protocol import ResponseFormatError, parse_response
     from octopus.training.rlef.states import ReplayError, simulator_reward
 
@@ -107,8 +107,9 @@ def make_reward_fn(source: str, rm, worlds, batch_size: int) -> Callable:
 
     def fn(batch) -> tuple[list[float], dict]:
         n = len(batch)
-        info: dict[str, float] = {"parsed": sum(map(parsed, batch.texts)) / n}
-        total = [0.0] * n
+        ok_format = [parsed(t) for t in batch.texts]
+        info: dict[str, float] = {"parsed": sum(ok_format) / n}
+        total = [0.0 if ok else -format_penalty for ok in ok_format]
         if source in ("model", "both"):
             s = rm.score([(st.message, t) for st, t in zip(batch.states, batch.texts)], batch_size)
             total = [a + b for a, b in zip(total, s)]
@@ -194,7 +195,7 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
             if on_update is not None:
                 on_update(row)
         try:
-            curve = ppo.train(pm, ref, make_reward_fn(run.reward, rm, worlds, r.minibatch_size * 2), chosen,
+            curve = ppo.train(pm, ref, make_reward_fn(run.reward, rm, worlds, r.minibatch_size * 2, r.format_penalty), chosen,
                               rl_config(params, run.algorithm, max_new), log, updated)
             progress.done()
         finally:
