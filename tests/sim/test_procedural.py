@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from octopus.sim.procedural import candidate_literals, head, procedural_tasks, words
+from octopus.sim.procedural import candidate_literals, head, procedural_tasks
+from octopus.sim.tasks import words
 from octopus.sim.tasks_stage import layout_params, prove
 
 

@@ -195,8 +195,8 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
             if on_update is not None:
                 on_update(row)
         try:
-            curve = ppo.train(pm, ref, make_reward_fn(run.reward, rm, worlds, r.minibatch_size * 2, r.format_penalty), chosen,
-                              rl_config(params, run.algorithm, max_new), log, updated)
+            reward_fn = make_reward_fn(run.reward, rm, worlds, r.minibatch_size * 2, r.format_penalty)
+            curve = ppo.train(pm, ref, reward_fn, chosen, rl_config(params, run.algorithm, max_new), log, updated)
             progress.done()
         finally:
             if worlds is not None:
