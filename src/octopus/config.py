@@ -228,6 +228,9 @@ class SFTParams:
     rename_objects: float = _f(0.0, "share of training steps whose goal's object categories are swapped for other "
                                "BEHAVIOR-1K categories in prompt and response (none of the evaluation suite's): "
                                "teaches copying names from the Task Goal", lo=0.0, hi=1.0)
+    prompt_loss: bool = _f(False, "also train on the instruction's tokens (the views' and special tokens "
+                           "excepted), as a language model of the whole prompt; validation loss stays on the "
+                           "response only")
     eval_every: int = _f(50, "optimizer steps between validation losses", lo=1)
     log_every: int = _f(10, "optimizer steps between logged train losses", lo=1)
     seed: int = _f(0, "seed for init, shuffling and the validation split", lo=0)

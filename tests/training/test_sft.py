@@ -16,7 +16,7 @@ import yaml
 from octopus.config import Params
 from octopus.data.schema import DatasetError
 from octopus.model.factory import build_model, set_finetune_mode
-from octopus.training.sft import make_trainer, train_sft
+from octopus.training.sft import goal_reading, label_prompt, make_trainer, train_sft
 from tests.helpers import SIZE, TEXTS, prompt, response, views
 from tests.validation import dataset
 
@@ -65,6 +65,40 @@ def test_loss_is_the_models_own_on_response_tokens(tmp_path):
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["idefics", "text"])
+def test_prompt_loss_labels_the_instruction_but_never_the_views_or_special_tokens(family):
+    p = _params(model={"family": family})
+    pm = build_model(p.model, TEXTS, seed=0)
+    ex = pm.encode(prompt(), views(0) if family == "idefics" else None, response())
+    out = label_prompt(pm, ex)
+    assert out.input_ids == ex.input_ids
+    answer = [lab for lab in ex.labels if lab != -100]
+    assert [lab for lab in out.labels if lab != -100][-len(answer):] == answer  # the response's labels unchanged
+    special = {pm.spec.bos_token_id, pm.spec.pad_token_id, getattr(pm.spec, "image_token_id", None),
+               getattr(pm.spec, "fake_token_id", None)}
+    labelled = [t for t, lab in zip(ex.input_ids, out.labels) if lab != -100]
+    assert not special & set(labelled)
+    text = pm.tokenizer.decode([t for t, lab, old in zip(ex.input_ids, out.labels, ex.labels)
+                                if lab != -100 and old == -100])
+    assert "Task Goal" in text and len(labelled) > len(answer) + 10
+
+
+def test_goal_reading_compares_the_response_loss_under_the_own_and_another_task_goal():
+    p = _params()
+    pm = build_model(p.model, TEXTS, seed=0)
+    goals = ["Put the apple in the fridge", "Put the bacon on the table", "Put the apple in the fridge"]
+    steps = [{"prompt": prompt(g), "response": response()} for g in goals]
+    examples = [pm.encode(r["prompt"], views(k), r["response"]) for k, r in enumerate(steps)]
+    out = goal_reading(pm, steps, examples, batch_size=2)
+    assert out["steps"] == 3 and out["gap"] == pytest.approx(out["swapped_goal_loss"] - out["own_goal_loss"], abs=1e-3)
+    batch = pm.collate(examples)
+    with torch.no_grad():
+        own = pm.model(**batch).loss.item()  # the mean over the same response tokens
+    assert out["own_goal_loss"] == pytest.approx(own, abs=1e-3)
+    assert out["swapped_goal_loss"] != pytest.approx(own, abs=1e-4)  # another goal, another loss
+    assert goal_reading(pm, steps[:1] * 2, examples[:1] * 2) == {"steps": 0}  # no other goal to swap in
+
+
 def test_lora_trains_adapters_and_the_connector_then_merges(tmp_path):
     data = dataset.write_dataset(tmp_path / "dataset", dataset.base_shards(SIZE))
     p = _params(sft={"lora": True, "lora_r": 4, "mode": "connector_lm", "epochs": 1})
@@ -101,6 +135,7 @@ def test_sft_cli_trains_saves_and_reports(tmp_path):
     assert m["val_loss"] < m["val_loss_start"] and m["samples_per_s"] > 0 and m["peak_memory_mb"] > 0
     assert m["quality"]["generated"] > 0 and 0 <= m["quality"]["parse_rate"] <= 1
     assert m["family"] == "idefics" and m["reads"] == "prompt+views"
+    assert "steps" in m["goal_reading"]  # one held-out task here: no other goal to swap in, or the losses
     curve = json.loads((project / "reports" / "sft" / "octopus_curve.json").read_text())
     assert curve[0]["step"] == 0 and any("train_loss" in r for r in curve)
     assert (project / "wandb").is_dir()  # tracked offline, without network

@@ -16,11 +16,12 @@ Two things differ from a stock SFTTrainer run, both for this model (DESIGN.md, t
 from __future__ import annotations
 
 import math
+import re
 import resource
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ import torch
 from octopus.config import Params
 from octopus.data import builders
 from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode
+from octopus.model.inputs import IGNORE
 from octopus.files import replace_dir
 from octopus.training import augment
 from octopus.training.hf import StderrLogs, precision_flags, quiet  # noqa: F401 - also the sft API
@@ -61,14 +63,29 @@ def tokenizer_texts(family: str, steps: list[dict]) -> list[str]:
     return [r[column] for r in steps] + [r["response"] for r in steps]
 
 
-def encode_steps(pm: PolicyModel, steps: list[dict], workers: int = 2) -> tuple[list, int]:
+def encode_steps(pm: PolicyModel, steps: list[dict], workers: int = 2,
+                 prompt_loss: bool = False) -> tuple[list, int]:
     """Examples for `steps` (views decoded, and resized to the model's size, once) and how many were cut.
 
-    A blind family (`text`) reads each step's message with Observed Objects/Relations, no views."""
+    A blind family (`text`) reads each step's message with Observed Objects/Relations, no views.
+    `prompt_loss`: the instruction's tokens are labels too (`sft.prompt_loss`)."""
     column = pm.family.prompt_column
     views = builders.decode_all(steps, pm.spec.image_size, workers) if pm.family.reads_views else [None] * len(steps)
     examples = [pm.encode(r[column], v, r["response"]) for r, v in zip(steps, views)]
+    if prompt_loss:
+        examples = [label_prompt(pm, e) for e in examples]
     return examples, sum(e.truncated > 0 for e in examples)
+
+
+def label_prompt(pm: PolicyModel, example):
+    """`example` with its prompt's text tokens as labels as well: every position the encoder left unlabelled
+    except the first and special tokens (BOS, padding, the views' image and fake tokens)."""
+    spec = pm.spec
+    skip = set(pm.tokenizer.all_special_ids) | {getattr(spec, k) for k in (
+        "bos_token_id", "pad_token_id", "image_token_id", "fake_token_id") if getattr(spec, k, None) is not None}
+    labels = [t if lab == IGNORE and i > 0 and t not in skip else lab
+              for i, (t, lab) in enumerate(zip(example.input_ids, example.labels))]
+    return replace(example, labels=labels)
 
 
 def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, params: Params, work_dir: Path,
@@ -154,6 +171,48 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
             "sample": texts[0][:2000]}
 
 
+GOAL_LINE = re.compile(r"^Task Goal: (.*)$", re.M)
+
+
+@torch.no_grad()
+def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size: int = 8) -> dict:
+    """Does the policy read the task? The response loss (nats per token) on held-out steps with their own
+    Task Goal, and with the Task Goal line of the next held-out step of another goal (views and the rest of
+    the instruction unchanged). A policy that writes its plan from the goal pays for the wrong one: `gap`
+    near 0 means the response comes from the views and the training scenes' habits, not the instruction."""
+    column = pm.family.prompt_column
+    rows = [i for i, r in enumerate(steps) if GOAL_LINE.search(r[column])]
+    goals = [GOAL_LINE.search(steps[i][column]).group(1) for i in rows]
+    pairs = []
+    for k, i in enumerate(rows):
+        other = next((goals[(k + j) % len(rows)] for j in range(1, len(rows)) if goals[(k + j) % len(rows)]
+                      != goals[k]), None)
+        if other is not None:
+            pairs.append((i, GOAL_LINE.sub(lambda _: f"Task Goal: {other}", steps[i][column], count=1)))
+    if not pairs:
+        return {"steps": 0}
+    was = pm.model.training
+    pm.model.eval()
+    loss = {"own": [0.0, 0], "swapped": [0.0, 0]}
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        for key, batch in (("own", [examples[i] for i, _ in chunk]),
+                           ("swapped", [pm.encode(text, examples[i].views, steps[i]["response"]) for i, text in chunk])):
+            b = {k: v.to(next(pm.model.parameters()).device) for k, v in pm.collate(batch).items()}
+            labels = b.pop("labels")
+            if "pixel_values" in b:
+                b["pixel_values"] = b["pixel_values"].to(pm.model.dtype)
+            logits = pm.model(**b).logits[:, :-1].float()
+            target = labels[:, 1:]
+            mask = target != IGNORE
+            loss[key][0] += torch.nn.functional.cross_entropy(logits[mask], target[mask], reduction="sum").item()
+            loss[key][1] += int(mask.sum())
+    pm.model.train(was)
+    own, swapped = (loss[k][0] / max(loss[k][1], 1) for k in ("own", "swapped"))
+    return {"steps": len(pairs), "own_goal_loss": round(own, 4), "swapped_goal_loss": round(swapped, 4),
+            "gap": round(swapped - own, 4)}
+
+
 def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: str | Path,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """The trained policy rolled out (greedy, one episode each, names grounded) on `sft.val_rollouts` of the
@@ -230,7 +289,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     if trainable == 0:
         raise SFTError(f"sft.mode {s.mode} trains no parameters of this model")
     t0 = time.perf_counter()
-    train_ex, cut_train = encode_steps(pm, train)
+    train_ex, cut_train = encode_steps(pm, train, prompt_loss=s.prompt_loss)
     val_ex, cut_val = encode_steps(pm, val)
     t_encode = time.perf_counter() - t0
     tokens = sum(len(e.input_ids) for e in train_ex)
@@ -254,6 +313,9 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
         return {"metrics": {}, "curve": curve, "main": False}
     pm.model = trainer.accelerator.unwrap_model(pm.model)
     quality = generation_quality(pm, val, val_ex, params, quality_samples) if val_ex else {"generated": 0}
+    reading = goal_reading(pm, val, val_ex, params.model.batch_size) if val_ex else {"steps": 0}
+    log(f"sft: goal reading: held-out response loss {reading.get('own_goal_loss')} with the own Task Goal, "
+        f"{reading.get('swapped_goal_loss')} with another's")
     rollouts = (val_rollouts(pm, val, params, suite_path, log) if suite_path is not None and s.val_rollouts
                 else None)
     _save_atomic(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
@@ -274,7 +336,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
         "samples_per_s": round(samples / train_s, 3), "tokens_per_s": round(tokens * epochs / train_s, 1),
         "train_s": round(train_s, 2), "encode_s": round(t_encode, 2), "wall_s": round(time.perf_counter() - t_start, 2),
         "peak_memory_mb": round(peak_memory_mb(), 1), "device": str(trainer.args.device),
-        "quality": quality, "val_rollouts": rollouts,
+        "quality": quality, "goal_reading": reading, "val_rollouts": rollouts,
     }
     if not work_dir:
         shutil.rmtree(work, ignore_errors=True)
