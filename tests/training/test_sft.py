@@ -88,6 +88,7 @@ def test_goal_reading_compares_the_response_loss_under_the_own_and_another_task_
     pm = build_model(p.model, TEXTS, seed=0)
     goals = ["Put the apple in the fridge", "Put the bacon on the table", "Put the apple in the fridge"]
     steps = [{"prompt": prompt(g), "response": response()} for g in goals]
+    steps[1]["prompt"] = steps[1]["prompt"].replace("Original Subtasks: None", "Original Subtasks:\n(1) Grasp the bacon_1")
     examples = [pm.encode(r["prompt"], views(k), r["response"]) for k, r in enumerate(steps)]
     out = goal_reading(pm, steps, examples, batch_size=2)
     assert out["steps"] == 3 and out["gap"] == pytest.approx(out["swapped_goal_loss"] - out["own_goal_loss"], abs=1e-3)
@@ -96,6 +97,7 @@ def test_goal_reading_compares_the_response_loss_under_the_own_and_another_task_
         own = pm.model(**batch).loss.item()  # the mean over the same response tokens
     assert out["own_goal_loss"] == pytest.approx(own, abs=1e-3)
     assert out["swapped_goal_loss"] != pytest.approx(own, abs=1e-4)  # another goal, another loss
+    assert out["first_steps"]["steps"] == 2  # the second step has a plan already: not a first step
     assert goal_reading(pm, steps[:1] * 2, examples[:1] * 2) == {"steps": 0}  # no other goal to swap in
 
 

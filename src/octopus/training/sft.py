@@ -172,6 +172,7 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
 
 
 GOAL_LINE = re.compile(r"^Task Goal: (.*)$", re.M)
+NO_PLAN = re.compile(r"^Original Subtasks: None$", re.M)
 
 
 @torch.no_grad()
@@ -179,7 +180,9 @@ def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size:
     """Does the policy read the task? The response loss (nats per token) on held-out steps with their own
     Task Goal, and with the Task Goal line of the next held-out step of another goal (views and the rest of
     the instruction unchanged). A policy that writes its plan from the goal pays for the wrong one: `gap`
-    near 0 means the response comes from the views and the training scenes' habits, not the instruction."""
+    near 0 means the response comes from the views and the training scenes' habits, not the instruction.
+    `first_steps`: the same on the steps without Original Subtasks, where the goal is the only statement of
+    the task (later steps can also read the plan's object names from the subtasks)."""
     column = pm.family.prompt_column
     rows = [i for i, r in enumerate(steps) if GOAL_LINE.search(r[column])]
     goals = [GOAL_LINE.search(steps[i][column]).group(1) for i in rows]
@@ -193,24 +196,30 @@ def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size:
         return {"steps": 0}
     was = pm.model.training
     pm.model.eval()
-    loss = {"own": [0.0, 0], "swapped": [0.0, 0]}
+    sums = []  # per pair: (own nats, swapped nats, tokens)
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        for key, batch in (("own", [examples[i] for i, _ in chunk]),
-                           ("swapped", [pm.encode(text, examples[i].views, steps[i]["response"]) for i, text in chunk])):
+        per = []
+        for batch in ([examples[i] for i, _ in chunk],
+                      [pm.encode(text, examples[i].views, steps[i]["response"]) for i, text in chunk]):
             b = {k: v.to(next(pm.model.parameters()).device) for k, v in pm.collate(batch).items()}
-            labels = b.pop("labels")
+            labels = b.pop("labels")[:, 1:]
             if "pixel_values" in b:
                 b["pixel_values"] = b["pixel_values"].to(pm.model.dtype)
             logits = pm.model(**b).logits[:, :-1].float()
-            target = labels[:, 1:]
-            mask = target != IGNORE
-            loss[key][0] += torch.nn.functional.cross_entropy(logits[mask], target[mask], reduction="sum").item()
-            loss[key][1] += int(mask.sum())
+            nats = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+            mask = labels != IGNORE
+            per.append(((nats * mask).sum(1).tolist(), mask.sum(1).tolist()))
+        sums += [(o, w, n) for o, w, n in zip(per[0][0], per[1][0], per[0][1])]
     pm.model.train(was)
-    own, swapped = (loss[k][0] / max(loss[k][1], 1) for k in ("own", "swapped"))
-    return {"steps": len(pairs), "own_goal_loss": round(own, 4), "swapped_goal_loss": round(swapped, 4),
-            "gap": round(swapped - own, 4)}
+
+    def figures(keep: list[int]) -> dict:
+        own, swapped, n = (sum(sums[k][j] for k in keep) for j in range(3))
+        return {"steps": len(keep), "own_goal_loss": round(own / max(n, 1), 4),
+                "swapped_goal_loss": round(swapped / max(n, 1), 4), "gap": round((swapped - own) / max(n, 1), 4)}
+
+    first = [k for k, (i, _) in enumerate(pairs) if NO_PLAN.search(steps[i][column])]
+    return {**figures(list(range(len(pairs)))), "first_steps": figures(first)}
 
 
 def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: str | Path,
