@@ -188,8 +188,8 @@ def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size:
     goals = [GOAL_LINE.search(steps[i][column]).group(1) for i in rows]
     pairs = []
     for k, i in enumerate(rows):
-        other = next((goals[(k + j) % len(rows)] for j in range(1, len(rows)) if goals[(k + j) % len(rows)]
-                      != goals[k]), None)
+        following = (goals[(k + j) % len(rows)] for j in range(1, len(rows)))
+        other = next((g for g in following if g != goals[k]), None)
         if other is not None:
             pairs.append((i, GOAL_LINE.sub(lambda _: f"Task Goal: {other}", steps[i][column], count=1)))
     if not pairs:
