@@ -171,7 +171,6 @@ def generation_quality(pm: PolicyModel, steps: list[dict], examples: list, param
             "sample": texts[0][:2000]}
 
 
-GOAL_LINE = re.compile(r"^Task Goal: (.*)$", re.M)
 NO_PLAN = re.compile(r"^Original Subtasks: None$", re.M)
 
 
@@ -184,17 +183,17 @@ def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size:
     `first_steps`: the same on the steps without Original Subtasks, where the goal is the only statement of
     the task (later steps can also read the plan's object names from the subtasks)."""
     column = pm.family.prompt_column
-    rows = [i for i, r in enumerate(steps) if GOAL_LINE.search(r[column])]
-    goals = [GOAL_LINE.search(steps[i][column]).group(1) for i in rows]
+    found = [(i, m.group(1)) for i, r in enumerate(steps) if (m := augment.GOAL.search(r[column]))]
+    rows, goals = [i for i, _ in found], [g for _, g in found]
     pairs = []
     for k, i in enumerate(rows):
         following = (goals[(k + j) % len(rows)] for j in range(1, len(rows)))
         other = next((g for g in following if g != goals[k]), None)
         if other is not None:
-            pairs.append((i, GOAL_LINE.sub(lambda _: f"Task Goal: {other}", steps[i][column], count=1)))
+            pairs.append((i, augment.GOAL.sub(lambda _: f"Task Goal: {other}", steps[i][column], count=1)))
     if not pairs:
         return {"steps": 0}
-    was = pm.model.training
+    was, device = pm.model.training, next(pm.model.parameters()).device
     pm.model.eval()
     sums = []  # per pair: (own nats, swapped nats, tokens)
     for start in range(0, len(pairs), batch_size):
@@ -202,7 +201,7 @@ def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size:
         per = []
         for batch in ([examples[i] for i, _ in chunk],
                       [pm.encode(text, examples[i].views, steps[i]["response"]) for i, text in chunk]):
-            b = {k: v.to(next(pm.model.parameters()).device) for k, v in pm.collate(batch).items()}
+            b = {k: v.to(device) for k, v in pm.collate(batch).items()}
             labels = b.pop("labels")[:, 1:]
             if "pixel_values" in b:
                 b["pixel_values"] = b["pixel_values"].to(pm.model.dtype)
