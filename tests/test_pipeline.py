@@ -73,6 +73,9 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     assert set(evaluate["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft", "octopus_sft_names",
                                        "octopus_rlef", "octopus_rlef_dpo"}
     assert evaluate["agents"]["oracle"]["all"]["task_completion"] == 1.0
+    assert {row: d["baseline"] for row, d in evaluate["differences"].items()} == {
+        "octopus_sft_names": "octopus_sft", "octopus_rlef": "octopus_sft", "octopus_rlef_dpo": "octopus_sft"}
+    assert "## Paired differences" in (repo / "reports" / "evaluate.md").read_text()
     head = _run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
     assert evaluate["meta"]["git"]["commit"] == head  # provenance: the code revision that made the table
     manifest = (repo / "data" / "dataset" / "manifest.json").read_text()

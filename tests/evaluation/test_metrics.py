@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from octopus.evaluation.metrics import GROUPS, METRICS, failure_counts, per_task, step_cause, summarize
+from octopus.evaluation.metrics import (GROUPS, METRICS, failure_counts, paired_difference, per_task, step_cause,
+                                       summarize)
 from octopus.evaluation.rollouts import EpisodeRecord, StepRecord
 
 
@@ -154,3 +155,46 @@ def test_failure_counts_by_step_and_by_the_last_step_of_failed_episodes():
     ]
     assert failure_counts(recs) == {"steps": {"name": 1, "reach": 1},
                                     "episodes": {"crashed": 1, "no_steps": 1, "planning": 1, "reach": 1}}
+
+
+def test_paired_difference_exact_on_the_common_tasks_only(records):
+    better = [record("t1", True, [OK, OK], plan_score=1.0, agent="b"),
+              record("t2", True, [OK], plan_score=1.0, agent="b"),               # was a failure: +1
+              record("t3", True, [OK, OK], split="eval_unseen", category="reason", plan_score=1.0, agent="b"),
+              record("t9", True, [OK], agent="b")]                               # not in the baseline: left out
+    d = paired_difference(records, better, n_boot=500)
+    assert set(d) == set(GROUPS) and d["all"]["tasks"] == 3
+    # completion per task: base t1 0.5 (2 seeds), t2 0, t3 1 -> b 1, 1, 1: mean difference (0.5 + 1 + 0) / 3
+    assert d["all"]["task_completion"]["mean"] == pytest.approx(0.5)
+    assert d["all"]["plan_score"]["mean"] == pytest.approx(((1 - 0.75) + (1 - 0.0) + 0) / 3)
+    # executable steps pooled: base 7 of 10 steps parsed and ran, b 5 of 5
+    assert d["all"]["code_executability"]["mean"] == pytest.approx(1 - 7 / 10)
+    assert d["all"]["step_success"]["mean"] == pytest.approx(1 - 5 / 10)
+    for m in ("task_completion", "plan_score", "code_executability", "step_success"):
+        v = d["all"][m]
+        assert v["lo"] <= v["mean"] <= v["hi"]
+    assert d["unseen"]["task_completion"] == {"mean": 0.0, "lo": 0.0, "hi": 0.0}
+    assert "mean_steps_to_success" not in d["all"]
+
+
+def test_pairing_removes_the_task_to_task_spread():
+    """Both rows succeed on the same easy tasks; the second also on 5 more: its per-row CIs overlap the
+    first's, the paired interval of the difference excludes zero."""
+    tasks = [f"t{i:02d}" for i in range(40)]
+    a = [record(t, i < 10, [OK], agent="a") for i, t in enumerate(tasks)]
+    b = [record(t, i < 15, [OK], agent="b") for i, t in enumerate(tasks)]
+    sa, sb = summarize(a, n_boot=1000)["all"]["task_completion"], summarize(b, n_boot=1000)["all"]["task_completion"]
+    assert sb["lo"] < sa["hi"]                       # the rows' own intervals overlap
+    d = paired_difference(a, b, n_boot=1000)["all"]["task_completion"]
+    assert d["mean"] == pytest.approx(5 / 40) and d["lo"] > 0
+    assert paired_difference(a, a, n_boot=100)["all"]["task_completion"] == {"mean": 0.0, "lo": 0.0, "hi": 0.0}
+
+
+def test_paired_difference_with_no_common_tasks_and_bad_arguments(records):
+    d = paired_difference(records, [record("other", True, [OK], agent="b")], n_boot=10)
+    assert d["all"] == {"tasks": 0, "task_completion": None, "code_executability": None, "step_success": None,
+                        "plan_score": None}
+    with pytest.raises(ValueError, match="n_boot"):
+        paired_difference(records, records, n_boot=0)
+    with pytest.raises(ValueError, match="ci"):
+        paired_difference(records, records, ci=1.0)

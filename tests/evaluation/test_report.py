@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from octopus.evaluation.metrics import GROUPS, summarize
+from octopus.evaluation.metrics import GROUPS, paired_difference, summarize
 from octopus.evaluation.report import episode_page_name, render_table, write_reports
 from octopus.sim.render import save_png
 
@@ -128,3 +128,22 @@ def test_a_failed_html_build_keeps_the_previous_report(tmp_path, records, monkey
         write(tmp_path, *records)
     assert {p.relative_to(out["html"]): p.read_bytes() for p in out["html"].rglob("*") if p.is_file()} == before
     assert not [p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_paired_differences_are_a_table_and_json(tmp_path, records):
+    recs, views = records
+    better = [record(r.task_id, True, [OK], split=r.split, category=r.category, agent="better") for r in recs["good"]]
+    recs = {**recs, "better": better}
+    results = {agent: summarize(rs, n_boot=100) for agent, rs in recs.items()}
+    diffs = {"better": {"baseline": "good", **paired_difference(recs["good"], better, n_boot=100)}}
+    out = tmp_path / "e.json"
+    write_reports(results, out, tmp_path / "e.md", tmp_path / "p.json", tmp_path / "html", recs, views_dir=views,
+                  differences=diffs)
+    data = json.loads(out.read_text())["differences"]["better"]
+    assert data["baseline"] == "good" and data["all"]["tasks"] == 3
+    assert data["all"]["task_completion"] == pytest.approx(1 / 3)
+    assert data["all"]["task_completion_lo"] <= data["all"]["task_completion"] <= data["all"]["task_completion_hi"]
+    md = (tmp_path / "e.md").read_text()
+    assert "## Paired differences" in md
+    line = next(x for x in md.splitlines() if x.startswith("| better | good |"))
+    assert "+0.33 [" in line and line.rstrip().endswith("| 3 |")

@@ -175,6 +175,10 @@ def test_the_table_has_the_fixed_rows_and_one_row_per_policy_and_checkpoint_stag
     assert rows["octopus_rlef_dpo"].checkpoint == Path("models/rlef/octopus_dpo")
     assert "paper: Octopus (SFT + RLEF)" in rows["octopus_rlef"].note and "DPO" in rows["octopus_rlef_dpo"].note
     assert rows["octopus_sft_names"].checkpoint == rows["octopus_sft"].checkpoint  # the same model, constrained
+    # what each row is compared with, paired over tasks: rlef runs against the SFT policy they start from
+    assert {n: r.baseline for n, r in rows.items() if r.baseline} == {
+        "octopus_sft_names": "octopus_sft", "blind_sft_names": "blind_sft", "octopus_rlef": "octopus_sft",
+        "octopus_rlef_dpo": "octopus_sft"}
     assert all(name == r.name for name, r in rows.items())
     assert rows["octopus_sft"].checkpoint == Path("models/sft/octopus") and rows["octopus_sft"].stage == "sft@octopus"
     assert rows["blind_sft"].checkpoint == Path("models/sft/blind") and "LLaMA GT (O+R)" in rows["blind_sft"].note

@@ -100,7 +100,7 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     Writes reports/evaluate.json (metrics), reports/evaluate.md (the table), reports/evaluate_plots.json
     and the HTML rollout report reports/rollouts/index.html (views, code, errors of every episode)."""
 
-    from octopus.evaluation.report import render_table
+    from octopus.evaluation.report import render_differences, render_table
     from octopus.evaluation.stage import EvaluateError, check_agents, run_evaluate
     from octopus.model.factory import ModelError
     from octopus.orchestration import OrchestrationError, check_runner
@@ -124,6 +124,9 @@ def evaluate_cmd(params: Path = PARAMS) -> None:
     except (EvaluateError, SnapshotError, RenderError, OSError, ValueError) as err:
         fail(str(err), 1, head="evaluate failed")  # finished episodes stay in data/eval-parts for the rerun
     typer.echo(render_table(out["results"]))
+    if out["differences"]:
+        typer.echo("Paired differences (row minus the row it improves on, over the same tasks):\n")
+        typer.echo(render_differences(out["differences"]))
     m = out["meta"]
     console.print(f"evaluate: {m['episodes']} episodes in {m['wall_s']:.0f} s ({m['episodes_per_min']} per min on "
                   f"{p.evaluate.runner.workers} worker(s)); table {paths.EVAL_TABLE}, rollouts {paths.EVAL_HTML}/index.html")

@@ -4,6 +4,7 @@
     summary["unseen"]["task_completion"]            # {"mean": 0.33, "lo": 0.13, "hi": 0.60}
     rows = per_task(records)                        # [{"task_id", "split", "category", "success_rate", ...}]
     failure_counts(records)                         # {"steps": {"name": 12, ...}, "episodes": {...}}
+    paired_difference(sft, rlef)["all"]["task_completion"]   # rlef - sft over the tasks both ran, with its CI
 
 Groups: all, seen (split eval_seen), unseen (eval_unseen), follow, reason. Per group:
 - task_completion: share of episodes whose task succeeded (a crashed episode is a failure);
@@ -16,6 +17,10 @@ Groups: all, seen (split eval_seen), unseen (eval_unseen), follow, reason. Per g
 Tasks are the unit of resampling: a task's value is the mean over its episodes (seeds), the group's
 task-level means weigh every task equally, and step-level rates pool the steps of the resampled tasks
 (ratio estimators). Percentile bootstrap, vectorised: 60 tasks x 1000 resamples take milliseconds.
+
+Two rows on the same tasks are compared by `paired_difference`: each resample draws tasks once and
+evaluates both rows on them, so the task-to-task spread (most of each row's own CI) cancels and the
+interval is that of the difference itself; two overlapping per-row CIs say little about it.
 """
 
 from __future__ import annotations
@@ -163,6 +168,41 @@ def summarize(records: list[EpisodeRecord | dict], n_boot: int = 1000, seed: int
     if len(agents) > 1:
         raise ValueError(f"records of several agents ({', '.join(agents)}): summarize one agent at a time")
     return {name: _group([r for r in recs if keep(r)], n_boot, seed, ci) for name, keep in GROUPS.items()}
+
+
+def paired_difference(base: list[EpisodeRecord | dict], other: list[EpisodeRecord | dict], n_boot: int = 1000,
+                      seed: int = 0, ci: float = 0.95) -> dict[str, dict[str, Any]]:
+    """`other` minus `base` per group on the tasks both ran (paired over tasks): {"tasks", metric: {"mean",
+    "lo", "hi"}} for each metric but mean steps (undefined where either row completes nothing)."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot: must be >= 1, got {n_boot}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci: must be between 0 and 1 (exclusive), got {ci}")
+    a_recs, b_recs = as_records(base), as_records(other)
+    out: dict[str, dict[str, Any]] = {}
+    for name, keep in GROUPS.items():
+        a_tasks = _by_task([r for r in a_recs if keep(r)])
+        b_tasks = _by_task([r for r in b_recs if keep(r)])
+        common = sorted(set(a_tasks) & set(b_tasks))
+        group: dict[str, Any] = {"tasks": len(common)}
+        if not common:
+            out[name] = {**group, **{m: None for m in METRICS if m != "mean_steps_to_success"}}
+            continue
+        a = _task_arrays({t: a_tasks[t] for t in common})
+        b = _task_arrays({t: b_tasks[t] for t in common})
+        counts = _resample_counts(len(common), n_boot, np.random.default_rng(seed))
+        for metric, key in (("task_completion", "success"), ("plan_score", "plan")):
+            group[metric] = _mean(b[key] - a[key], counts, ci)
+        for metric, key in (("code_executability", "executed"), ("step_success", "met")):
+            ra, rb = _ratio(a[key], a["steps"], counts, ci), _ratio(b[key], b["steps"], counts, ci)
+            if ra is None or rb is None:
+                group[metric] = None
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                boot = (counts @ b[key]) / (counts @ b["steps"]) - (counts @ a[key]) / (counts @ a["steps"])
+            group[metric] = _interval(rb["mean"] - ra["mean"], boot, ci)
+        out[name] = group
+    return out
 
 
 def flatten(group: dict[str, Any]) -> dict[str, Any]:

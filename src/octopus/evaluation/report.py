@@ -7,7 +7,8 @@
     print(render_table(results))
 
 evaluate.json is `{"agents": {agent: {group: {metric: mean, metric_lo: lo, metric_hi: hi, ...}}}}` (what
-`dvc metrics show` flattens); the plots file is rows of {agent, group, task_completion}. The HTML report
+`dvc metrics show` flattens), and under "differences" each row minus its baseline row (RLEF minus SFT),
+paired over the tasks both ran, in the same shape; the plots file is rows of {agent, group, task_completion}. The HTML report
 is index.html (agents x tasks, one mark per seed linking to the episode) and one page per episode with,
 per step, the views the agent saw (copied from `views_dir`), its code, the feedback and the progress.
 Everything a model wrote is escaped (it is untrusted); no scripts, no external assets. Every file is
@@ -53,6 +54,25 @@ def _table_rows(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _signed(value: dict | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value['mean']:+.2f} [{value['lo']:+.2f}, {value['hi']:+.2f}]"
+
+
+DIFF_COLUMNS = (("all", "task_completion", "Completion"), ("unseen", "task_completion", "Unseen Env"),
+                ("reason", "task_completion", "Reason"), ("all", "code_executability", "Executable code"),
+                ("all", "step_success", "Step success"), ("all", "plan_score", "Plan score"))
+
+
+def render_differences(differences: dict[str, dict]) -> str:
+    """Each row minus its baseline (`metrics.paired_difference`, plus "baseline") as markdown."""
+    head = ["Agent", "minus", *(title for _, _, title in DIFF_COLUMNS), "Tasks"]
+    rows = [[agent, d["baseline"], *(_signed(d.get(g, {}).get(m)) for g, m, _ in DIFF_COLUMNS),
+             str(d.get("all", {}).get("tasks", 0))] for agent, d in differences.items()]
+    return _markdown(head, rows)
+
+
 def _markdown(head: list[str], rows: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
@@ -87,18 +107,23 @@ def write_reports(results: dict[str, dict], out_json: Path, out_md: Path, plots_
                   records: dict[str, list[EpisodeRecord]], paper: dict[str, dict[str, Any]] | None = None,
                   views_dir: Path | None = None, meta: dict[str, Any] | None = None,
                   row_notes: dict[str, str] | None = None,
-                  failures: dict[str, dict[str, dict[str, int]]] | None = None) -> None:
+                  failures: dict[str, dict[str, dict[str, int]]] | None = None,
+                  differences: dict[str, dict] | None = None) -> None:
     """Write every report; `results` maps agent -> `summarize()`, `records` agent -> its episodes.
 
     `paper`: {model: {column: value}}, the paper's reference numbers, rendered as a second table.
     `views_dir`: where `rollout` saved the step views (their PNGs are copied into the HTML report).
     `meta`: stored under "meta" in evaluate.json (params, git revision).
     `row_notes`: agent -> what the row is (listed under the table for the agents in it).
-    `failures`: agent -> `failure_counts()` (failed steps by cause), a second table and "failures" in the JSON."""
+    `failures`: agent -> `failure_counts()` (failed steps by cause), a second table and "failures" in the JSON.
+    `differences`: agent -> {"baseline": row, **paired_difference(baseline's, agent's)}, a table and
+    "differences" in the JSON."""
     recs = {agent: [r if isinstance(r, EpisodeRecord) else EpisodeRecord.from_dict(r) for r in rs]
             for agent, rs in records.items()}
+    diffs = {agent: {"baseline": d["baseline"], **{g: flatten(v) for g, v in d.items() if g != "baseline"}}
+             for agent, d in (differences or {}).items()}
     write_json(out_json, {**metrics_json(results), **({"failures": failures} if failures else {}),
-                          **({"meta": meta} if meta else {})})
+                          **({"differences": diffs} if diffs else {}), **({"meta": meta} if meta else {})})
     md = ["# Evaluation (paper Table 3)", "",
           "Task completion rate per group; [lo, hi] is a bootstrap confidence interval over tasks. "
           "Executable code, step success, mean steps (successful episodes) and plan score are over all tasks.",
@@ -106,6 +131,12 @@ def write_reports(results: dict[str, dict], out_json: Path, out_md: Path, plots_
     notes = [f"- `{agent}`: {row_notes[agent]}" for agent in results if agent in (row_notes or {})]
     if notes:
         md += ["Rows:", "", *notes, ""]
+    if differences:
+        md += ["## Paired differences", "",
+               "Each row minus the row it improves on, over the tasks both ran: every bootstrap resample draws "
+               "tasks once and scores both rows on them, so [lo, hi] is the interval of the difference itself "
+               "(overlapping per-row intervals above do not mean no difference).", "",
+               render_differences(differences), ""]
     if failures:
         causes = sorted({c for f in failures.values() for c in f["steps"]})
         md += ["## Failed steps by cause", "",

@@ -9,7 +9,9 @@ entry of `policies` then gets a row `NAME_<stage>` (`octopus_sft`) that loads `c
 with that policy's model params, and a row `NAME_<stage>_names`: the same checkpoint with decoding
 constrained to the scene's object names (`octopus.model.constrained`). The rlef stage's runs give
 one row each for `rlef.policy`: `octopus_rlef` (the main run, the paper's PPO with the reward
-model), `octopus_rlef_grpo`, `octopus_rlef_ppo_simulator`, ... for `rlef.extra`.
+model), `octopus_rlef_grpo`, `octopus_rlef_ppo_simulator`, ... for `rlef.extra`. A row's `baseline`
+is the row it improves on (rlef rows: `POLICY_sft`; `_names` rows: the same checkpoint unconstrained);
+the evaluate stage reports their difference paired over tasks.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Row:
     note: str = ""                            # listed under the table
     checkpoint: Path | None = None            # a trained policy's directory (loaded once per worker)
     stage: str | None = None                  # the DVC stage that makes the checkpoint (for error messages)
+    baseline: str | None = None               # the row it is compared with, paired over tasks (rlef -> sft)
 
 
 _FIXED: dict[str, Row] = {}
@@ -72,7 +75,8 @@ def table_rows(params: Params) -> dict[str, Row]:
             rows[f"{name}_{stage}"] = _policy_row(name, stage, checkpoint_of(name), notes.get(name, ""))
             rows[f"{name}_{stage}_names"] = _policy_row(
                 name, stage, checkpoint_of(name), f"{name}_{stage} with decoding constrained to the scene's object "
-                "names inside registry(...) (an option; the paper grounds names after generation)", constrain=True)
+                "names inside registry(...) (an option; the paper grounds names after generation)", constrain=True,
+                baseline=f"{name}_{stage}")
     policy = params.rlef.policy  # each rlef run is a row after the sft rows it improves
     for run in rlef_runs(params.rlef) if policy in params.policies else []:
         name = run.row(policy)
@@ -81,12 +85,12 @@ def table_rows(params: Params) -> dict[str, Row]:
                 else f"{policy}_sft improved by rlef: offline DPO on the trees' preference pairs" if run.algorithm == "dpo"
                 else f"{policy}_sft improved by rlef: {run.algorithm} with the {run.reward} reward")
         rows[name] = dataclasses.replace(_policy_row(policy, "rlef", paths.rlef_model(run.checkpoint_name(policy)),
-                                                     note, name=name), stage="rlef")
+                                                     note, name=name), stage="rlef", baseline=f"{policy}_sft")
     return rows
 
 
 def _policy_row(policy: str, stage: str, checkpoint: Path, note: str, constrain: bool = False,
-                name: str | None = None) -> Row:
+                name: str | None = None, baseline: str | None = None) -> Row:
     def make(p: Params, seed: int):
         from octopus.agents import make_agent
         agent = make_agent("policy", model=checkpoint, params=p.for_policy(policy), constrain_names=constrain,
@@ -94,7 +98,7 @@ def _policy_row(policy: str, stage: str, checkpoint: Path, note: str, constrain:
         agent.policy.generator_seed = seed
         return agent
     return Row(name or f"{policy}_{stage}" + ("_names" if constrain else ""), make, lambda p: p.for_policy(policy).model.temperature > 0,
-               note or f"policies.{policy} trained by {stage}@{policy}", checkpoint, f"{stage}@{policy}")
+               note or f"policies.{policy} trained by {stage}@{policy}", checkpoint, f"{stage}@{policy}", baseline)
 
 
 def _plain(name: str, samples: Callable[[Params], bool], note: str, **kwargs: Callable[[Params, int], Any]) -> Row:

@@ -26,7 +26,7 @@ from prefect import flow, get_run_logger, task
 
 from octopus import paths
 from octopus.config import Params
-from octopus.evaluation.metrics import failure_counts, summarize
+from octopus.evaluation.metrics import failure_counts, paired_difference, summarize
 from octopus.evaluation.report import write_reports
 from octopus.evaluation.rollouts import EpisodeRecord, rollout, rollout_batch
 from octopus.evaluation.rows import PAPER, table_rows
@@ -204,6 +204,9 @@ def run_evaluate(params: Params, tasks: list[Task], suite_path: Path = paths.SUI
     records = evaluate(params, [t.id for t in tasks], str(suite_path), str(views) if views else None, str(parts))
     seconds = time.perf_counter() - t0
     results = {row: summarize(recs, n_boot=e.n_boot, seed=e.seed) for row, recs in records.items()}
+    rows = table_rows(params)
+    differences = {row: {"baseline": base, **paired_difference(records[base], recs, n_boot=e.n_boot, seed=e.seed)}
+                   for row, recs in records.items() if (base := rows[row].baseline) in records}
     episodes = sum(len(r) for r in records.values())
     meta = {"params": {"evaluate": asdict(e), "model": asdict(params.model), "sim": asdict(params.sim)},
             "git": code_revision(), "wall_s": round(seconds, 2), "episodes": episodes,
@@ -212,10 +215,10 @@ def run_evaluate(params: Params, tasks: list[Task], suite_path: Path = paths.SUI
     write_reports(results, paths.report("evaluate"), paths.EVAL_TABLE, paths.EVAL_PLOTS, paths.EVAL_HTML, records,
                   paper=PAPER, views_dir=views, meta=meta,
                   row_notes={name: r.note for name, r in table_rows(params).items()},
-                  failures={row: failure_counts(recs) for row, recs in records.items()})
+                  failures={row: failure_counts(recs) for row, recs in records.items()}, differences=differences)
     # every episode, for analysis (pandas.read_json); atomic: it lands inside a DVC output
     write_atomic(paths.EVAL_HTML / "episodes.jsonl",
                  "".join(json.dumps(r.to_dict()) + "\n" for recs in records.values() for r in recs))
     shutil.rmtree(paths.EVAL_PARTS, ignore_errors=True)  # this run's parts are in the report; others are stale
-    return {"results": results, "records": records, "meta": meta}
+    return {"results": results, "records": records, "meta": meta, "differences": differences}
 
