@@ -147,3 +147,10 @@ def test_paired_differences_are_a_table_and_json(tmp_path, records):
     assert "## Paired differences" in md
     line = next(x for x in md.splitlines() if x.startswith("| better | good |"))
     assert "+0.33 [" in line and line.rstrip().endswith("| 3 |")
+
+
+def test_differences_that_round_to_zero_print_as_plus_zero():
+    from octopus.evaluation.report import render_differences
+    md = render_differences({"b": {"baseline": "a", "all": {"tasks": 2, "task_completion": {
+        "mean": -0.004, "lo": -0.01, "hi": 0.0}}}})
+    assert "| b | a | +0.00 [-0.01, +0.00] |" in md and "-0.00" not in md

@@ -57,7 +57,8 @@ def _table_rows(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
 def _signed(value: dict | None) -> str:
     if value is None:
         return "–"
-    return f"{value['mean']:+.2f} [{value['lo']:+.2f}, {value['hi']:+.2f}]"
+    mean, lo, hi = (round(value[k], 2) + 0.0 for k in ("mean", "lo", "hi"))  # + 0.0: no "-0.00"
+    return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
 DIFF_COLUMNS = (("all", "task_completion", "Completion"), ("unseen", "task_completion", "Unseen Env"),
