@@ -128,12 +128,22 @@ def _interval(point: float | None, boot: np.ndarray, ci: float) -> Interval | No
     return {"mean": point, "lo": float(lo), "hi": float(hi)}
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, counts: np.ndarray, ci: float) -> Interval | None:
+def _ratio_draws(num: np.ndarray, den: np.ndarray, counts: np.ndarray) -> tuple[float | None, np.ndarray]:
+    """A pooled rate (None without a denominator) and its value in every resample."""
     total = den.sum()
-    point = float(num.sum() / total) if total > 0 else None
     with np.errstate(divide="ignore", invalid="ignore"):
-        boot = (counts @ num) / (counts @ den)
-    return _interval(point, boot, ci)
+        return (float(num.sum() / total) if total > 0 else None), (counts @ num) / (counts @ den)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, counts: np.ndarray, ci: float) -> Interval | None:
+    return _interval(*_ratio_draws(num, den, counts), ci)
+
+
+def _check_bootstrap(n_boot: int, ci: float) -> None:
+    if n_boot < 1:
+        raise ValueError(f"n_boot: must be >= 1, got {n_boot}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci: must be between 0 and 1 (exclusive), got {ci}")
 
 
 def _mean(values: np.ndarray, counts: np.ndarray, ci: float) -> Interval:
@@ -159,10 +169,7 @@ def _group(records: list[EpisodeRecord], n_boot: int, seed: int, ci: float) -> d
 def summarize(records: list[EpisodeRecord | dict], n_boot: int = 1000, seed: int = 0,
               ci: float = 0.95) -> dict[str, dict[str, Any]]:
     """Metrics of ONE agent's episodes per group: counts and {"mean", "lo", "hi"} (None when undefined)."""
-    if n_boot < 1:
-        raise ValueError(f"n_boot: must be >= 1, got {n_boot}")
-    if not 0 < ci < 1:
-        raise ValueError(f"ci: must be between 0 and 1 (exclusive), got {ci}")
+    _check_bootstrap(n_boot, ci)
     recs = as_records(records)
     agents = sorted({r.agent for r in recs})
     if len(agents) > 1:
@@ -174,10 +181,7 @@ def paired_difference(base: list[EpisodeRecord | dict], other: list[EpisodeRecor
                       seed: int = 0, ci: float = 0.95) -> dict[str, dict[str, Any]]:
     """`other` minus `base` per group on the tasks both ran (paired over tasks): {"tasks", metric: {"mean",
     "lo", "hi"}} for each metric but mean steps (undefined where either row completes nothing)."""
-    if n_boot < 1:
-        raise ValueError(f"n_boot: must be >= 1, got {n_boot}")
-    if not 0 < ci < 1:
-        raise ValueError(f"ci: must be between 0 and 1 (exclusive), got {ci}")
+    _check_bootstrap(n_boot, ci)
     a_recs, b_recs = as_records(base), as_records(other)
     out: dict[str, dict[str, Any]] = {}
     for name, keep in GROUPS.items():
@@ -194,13 +198,8 @@ def paired_difference(base: list[EpisodeRecord | dict], other: list[EpisodeRecor
         for metric, key in (("task_completion", "success"), ("plan_score", "plan")):
             group[metric] = _mean(b[key] - a[key], counts, ci)
         for metric, key in (("code_executability", "executed"), ("step_success", "met")):
-            ra, rb = _ratio(a[key], a["steps"], counts, ci), _ratio(b[key], b["steps"], counts, ci)
-            if ra is None or rb is None:
-                group[metric] = None
-                continue
-            with np.errstate(divide="ignore", invalid="ignore"):
-                boot = (counts @ b[key]) / (counts @ b["steps"]) - (counts @ a[key]) / (counts @ a["steps"])
-            group[metric] = _interval(rb["mean"] - ra["mean"], boot, ci)
+            (pa, da), (pb, db) = _ratio_draws(a[key], a["steps"], counts), _ratio_draws(b[key], b["steps"], counts)
+            group[metric] = None if pa is None or pb is None else _interval(pb - pa, db - da, ci)
         out[name] = group
     return out
 

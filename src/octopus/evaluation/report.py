@@ -9,8 +9,9 @@
 evaluate.json is `{"agents": {agent: {group: {metric: mean, metric_lo: lo, metric_hi: hi, ...}}}}` (what
 `dvc metrics show` flattens), and under "differences" each row minus its baseline row (RLEF minus SFT),
 paired over the tasks both ran, in the same shape; the plots file is rows of {agent, group,
-task_completion}. The HTML report is index.html (agents x tasks, one mark per seed linking to the episode) and one page per episode with,
-per step, the views the agent saw (copied from `views_dir`), its code, the feedback and the progress.
+task_completion}. The HTML report is index.html (agents x tasks, one mark per seed linking to the
+episode) and one page per episode with, per step, the views the agent saw (copied from `views_dir`),
+its code, the feedback and the progress.
 Everything a model wrote is escaped (it is untrusted); no scripts, no external assets. Every file is
 written to a temporary name and renamed; the HTML folder is built beside the old one and swapped in.
 """

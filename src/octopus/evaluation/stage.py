@@ -214,7 +214,7 @@ def run_evaluate(params: Params, tasks: list[Task], suite_path: Path = paths.SUI
             "episodes_per_min_per_worker": round(60 * episodes / seconds / e.runner.workers, 2) if seconds else None}
     write_reports(results, paths.report("evaluate"), paths.EVAL_TABLE, paths.EVAL_PLOTS, paths.EVAL_HTML, records,
                   paper=PAPER, views_dir=views, meta=meta,
-                  row_notes={name: r.note for name, r in table_rows(params).items()},
+                  row_notes={name: r.note for name, r in rows.items()},
                   failures={row: failure_counts(recs) for row, recs in records.items()}, differences=differences)
     # every episode, for analysis (pandas.read_json); atomic: it lands inside a DVC output
     write_atomic(paths.EVAL_HTML / "episodes.jsonl",
