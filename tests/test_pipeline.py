@@ -69,6 +69,10 @@ def test_dvc_repro_collect_validate_sft_then_push_and_pull(tmp_path, suite, pref
     assert reward["pairs"]["sibling"] + reward["pairs"]["rule"] == reward["train_pairs"] + reward["held_out_pairs"]
     rlef = json.loads((repo / "reports" / "rlef.json").read_text())
     assert set(rlef) == {"octopus_rlef", "octopus_rlef_dpo"} and rlef["octopus_rlef"]["updates"] == 2
+    held = json.loads((repo / "reports" / "sft" / "octopus.json").read_text())["val_rollouts"]["tasks"]
+    for run in rlef.values():  # rolled out on the sft stage's held-out tasks, minus its episodes, paired over them
+        assert held and run["val_rollouts"]["minus_sft"]["tasks"] == held
+        assert set(run["val_rollouts"]["minus_sft"]["task_completion"]) == {"mean", "lo", "hi"}
     assert (repo / "reports" / "rlef" / "octopus_curve.json").is_file()
     assert set(evaluate["agents"]) == {"random", "oracle", "blind_sft", "octopus_sft", "octopus_sft_names",
                                        "octopus_rlef", "octopus_rlef_dpo"}

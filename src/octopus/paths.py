@@ -26,6 +26,7 @@ EVAL_PLOTS = REPORTS / "evaluate_plots.json"  # evaluate stage: task completion 
 EVAL_HTML = REPORTS / "rollouts"            # evaluate stage: static HTML rollout report (index.html)
 EVAL_PARTS = DATA / "eval-parts"            # evaluate stage: finished episodes (and their views), kept across interrupted runs
 MANIFEST = "manifest.json"
+VAL_EPISODES = "val_episodes.json"  # in an sft/rlef checkpoint: its held-out rollouts (episode records)
 LLM_CACHE = DATA / "llm-cache"             # collect stage (llm teacher): responses keyed by request
 
 #: inputs of a stage -> the command that makes them (a stage missing one says so and exits 2)

@@ -209,7 +209,9 @@ def test_val_rollouts_play_the_held_out_training_tasks_in_the_simulator(tmp_path
     from octopus.config import RenderParams
     from octopus.sim.tasks import Suite
     from octopus.sim.tasks_stage import write_suite
-    from octopus.training.sft import SFTError, val_rollouts
+    from octopus import paths
+    from octopus.data.builders import held_out_tasks
+    from octopus.training.sft import SFTError, read_val_episodes, save_val_episodes, val_rollouts
     from tests.helpers import COOK_BACON, kitchen_task
     tasks = [kitchen_task(COOK_BACON, f"held_{k}", "cook the bacon") for k in range(3)]
     write_suite(Suite(tasks), tmp_path / "tasks.json")
@@ -217,10 +219,16 @@ def test_val_rollouts_play_the_held_out_training_tasks_in_the_simulator(tmp_path
     p = replace(p, render=RenderParams(size=32), sim=replace(p.sim, max_steps=2))
     pm = build_model(p.model, TEXTS, seed=0)
     val = [{"task_id": t.id} for t in tasks for _ in range(2)]
-    out = val_rollouts(pm, val, p, tmp_path / "tasks.json", log=lambda s: None)
+    out, episodes = val_rollouts(pm, val, p, tmp_path / "tasks.json", log=lambda s: None)
     assert out["tasks"] == 2 and out["task_completion"] == 0.0  # a random-init model completes nothing
     assert 0 <= out["code_executability"] <= 1 and out["by_source"]["octogibson"]["tasks"] == 2
     assert sum(out["failures"]["episodes"].values()) == 2 and sum(out["failures"]["steps"].values()) == 4
+    assert sorted(e.task_id for e in episodes) == sorted(held_out_tasks(val, 2, p.sft.seed, stratify=True))
+    # saved with the checkpoint, they read back as the same episodes (what the rlef stage pairs its runs with)
+    save_val_episodes(tmp_path, episodes)
+    assert [e.to_dict() for e in read_val_episodes(tmp_path)] == [e.to_dict() for e in episodes]
+    (tmp_path / paths.VAL_EPISODES).write_text('[{"agent": "octopus"')  # torn: no difference rather than a guess
+    assert read_val_episodes(tmp_path) is None and read_val_episodes(tmp_path / "missing") is None
     with pytest.raises(SFTError, match="collected from another suite snapshot"):
         val_rollouts(pm, [{"task_id": "not_in_the_suite"}], p, tmp_path / "tasks.json", log=lambda s: None)
 

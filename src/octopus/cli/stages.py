@@ -187,6 +187,7 @@ def rlef_cmd(run: str = typer.Option("", help="only this run: 'main' (rlef.algor
 
     from octopus.config import rlef_runs
     from octopus.data.schema import DatasetError
+    from octopus.evaluation.report import signed
     from octopus.model.factory import ModelError
     from octopus.training.rlef import RLEFError, train_rlef
     from octopus.training.rlef.states import ReplayError
@@ -227,9 +228,12 @@ def rlef_cmd(run: str = typer.Option("", help="only this run: 'main' (rlef.algor
                    if r.algorithm == "dpo" else
                    f"{r.algorithm} with the {r.reward} reward, {m['updates']} updates in {m['train_s']:.0f} s; "
                    f"reward {m['first'].get('reward')} -> {m['last'].get('reward')}")
+        d = v.get("minus_sft") or {}
         console.print(f"rlef {r.row(policy)}: {trained}"
                       + (f"; held-out training tasks completed {v['task_completion']:.2f}, executable "
                          f"{v['code_executability']:.2f}" if v.get("tasks") else "")
+                      + (f"; minus SFT over the same {d['tasks']} tasks: completion {signed(d['task_completion'])}, "
+                         f"executable {signed(d['code_executability'])}" if d.get("tasks") else "")
                       + f"; saved {paths.rlef_model(name)}")
     write_json(report_path, report)
 

@@ -55,7 +55,8 @@ def _table_rows(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def _signed(value: dict | None) -> str:
+def signed(value: dict | None) -> str:
+    """A difference with its interval ({mean, lo, hi}) as +0.03 [-0.02, +0.08]; None as a dash."""
     if value is None:
         return "–"
     mean, lo, hi = (round(value[k], 2) + 0.0 for k in ("mean", "lo", "hi"))  # + 0.0: no "-0.00"
@@ -70,7 +71,7 @@ DIFF_COLUMNS = (("all", "task_completion", "Completion"), ("unseen", "task_compl
 def render_differences(differences: dict[str, dict]) -> str:
     """Each row minus its baseline (`metrics.paired_difference`, plus "baseline") as markdown."""
     head = ["Agent", "minus", *(title for _, _, title in DIFF_COLUMNS), "Tasks"]
-    rows = [[agent, d["baseline"], *(_signed(d.get(g, {}).get(m)) for g, m, _ in DIFF_COLUMNS),
+    rows = [[agent, d["baseline"], *(signed(d.get(g, {}).get(m)) for g, m, _ in DIFF_COLUMNS),
              str(d.get("all", {}).get("tasks", 0))] for agent, d in differences.items()]
     return _markdown(head, rows)
 

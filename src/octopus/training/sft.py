@@ -15,6 +15,7 @@ Two things differ from a stock SFTTrainer run, both for this model (DESIGN.md, t
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import resource
@@ -27,11 +28,12 @@ from typing import Any, Callable
 
 import torch
 
+from octopus import paths
 from octopus.config import Params
 from octopus.data import builders
 from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode
 from octopus.model.inputs import IGNORE
-from octopus.files import replace_dir
+from octopus.files import replace_dir, write_json
 from octopus.training import augment
 from octopus.training.hf import StderrLogs, precision_flags, quiet  # noqa: F401 - also the sft API
 
@@ -222,11 +224,13 @@ def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size:
 
 
 def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: str | Path,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+                 log: Callable[[str], None] = print) -> tuple[dict[str, Any], list]:
     """The trained policy rolled out (greedy, one episode each, names grounded) on `sft.val_rollouts` of the
     held-out training tasks (half paper-style, half procedural, where there are enough), as the evaluate stage
-    rolls out on the suite: completion with its CI, executable code, step success, failures by cause, and the
-    same split by task source (paper / behavior / procedural)."""
+    rolls out on the suite: (figures, episode records). Figures: completion with its CI, executable code, step
+    success, failures by cause, and the same split by task source (paper / behavior / procedural). The sample
+    depends only on the held-out task ids and `sft.seed`, so the rlef stage rolls its runs out on the same tasks
+    and pairs them with the SFT policy's episodes saved with its checkpoint."""
     from octopus.agents.learned import PolicyAgent
     from octopus.evaluation.metrics import failure_counts, flatten, summarize
     from octopus.evaluation.rollouts import rollout_batch
@@ -235,7 +239,7 @@ def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: s
 
     ids = builders.held_out_tasks(val, params.sft.val_rollouts, params.sft.seed, stratify=True)
     if not ids:
-        return {"tasks": 0}
+        return {"tasks": 0}, []
     suite = read_snapshot(suite_path)
     try:
         tasks = [suite.get(i) for i in ids]
@@ -258,8 +262,26 @@ def val_rollouts(pm: PolicyModel, val: list[dict], params: Params, suite_path: s
     by_source = {}
     for r, t in zip(records, tasks):
         by_source.setdefault(t.source or "paper", []).append(r)
-    return {**figures(records), "failures": failure_counts(records), "seconds": round(took, 1),
-            "by_source": {k: figures(v) for k, v in sorted(by_source.items())}}
+    return ({**figures(records), "failures": failure_counts(records), "seconds": round(took, 1),
+             "by_source": {k: figures(v) for k, v in sorted(by_source.items())}}, records)
+
+
+def save_val_episodes(checkpoint: Path, records: list) -> None:
+    """A checkpoint's held-out episodes (`paths.VAL_EPISODES`), written into it before it is swapped in."""
+    if records:
+        write_json(checkpoint / paths.VAL_EPISODES, [r.to_dict() for r in records])
+
+
+def read_val_episodes(checkpoint: str | Path) -> list | None:
+    """The held-out episodes saved with a checkpoint; None where it has none (rollouts off, an older checkpoint)
+    or they do not read (then the difference is left out, never guessed)."""
+    from octopus.evaluation.rollouts import EpisodeRecord
+    path = Path(checkpoint) / paths.VAL_EPISODES
+    try:
+        return [EpisodeRecord.from_dict(d) for d in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
 
 
 def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
@@ -324,10 +346,10 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     reading = goal_reading(pm, val, val_ex, params.model.batch_size) if val_ex else {"steps": 0}
     log(f"sft: goal reading: held-out response loss {reading.get('own_goal_loss')} with the own Task Goal, "
         f"{reading.get('swapped_goal_loss')} with another's")
-    rollouts = (val_rollouts(pm, val, params, suite_path, log) if suite_path is not None and s.val_rollouts
-                else None)
+    rollouts, episodes = (val_rollouts(pm, val, params, suite_path, log) if suite_path is not None
+                          and s.val_rollouts else (None, []))
     _save_atomic(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
-                                     "data": builders.fingerprint(train)})
+                                     "data": builders.fingerprint(train)}, episodes)
     epochs = trainer.state.epoch or 0.0
     samples = len(train_ex) * epochs
     metrics = {
@@ -369,8 +391,10 @@ def _curve(history: list[dict], val_start: float | None) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def _save_atomic(pm: PolicyModel, out: Path, extra: dict) -> None:
-    """Write the checkpoint next to `out`, then swap it in: a reader never sees half a model."""
+def _save_atomic(pm: PolicyModel, out: Path, extra: dict, episodes: list) -> None:
+    """Write the checkpoint (and its held-out episodes) next to `out`, then swap it in: a reader never sees
+    half a model."""
     pm.meta.update(extra)
     with replace_dir(out) as tmp:
         pm.save(tmp)
+        save_val_episodes(tmp, episodes)

@@ -13,7 +13,8 @@ Algorithms are registered by name (`rlef.algorithm`, and `rlef.extra` for more r
 Reward sources (`rlef.reward`): `model` (r_phi, the reward stage's model), `simulator` (the response
 executed from its state, rebuilt by replay: `states.Worlds`), or `both` (their sum).
 States D_R are the dataset's nodes from training tasks; the SFT stage's held-out tasks stay out, and
-the trained policy is rolled out on them (`sft.val_rollouts`) next to the SFT policy's figures.
+the trained policy is rolled out on them (`sft.val_rollouts`), the same sample as the sft stage's, and
+reported minus the SFT policy's episodes saved with its checkpoint, paired over tasks (`minus_sft`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from octopus import paths
 from octopus.config import Params, RlefRun
 from octopus.files import replace_dir
 from octopus.progress import RunProgress
@@ -213,15 +215,23 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
     if r.lora:
         pm.model = pm.model.merge_and_unload()
     pm.model.eval()
-    rollouts = None
+    rollouts, episodes = None, []
     if suite_path is not None and params.sft.val_rollouts and held:
-        from octopus.training.sft import val_rollouts
+        from octopus.evaluation.metrics import paired_difference
+        from octopus.training.sft import read_val_episodes, save_val_episodes, val_rollouts
         val = [n for n in nodes if n["task_id"] in held]
-        rollouts = val_rollouts(pm, val, params, suite_path, log)
+        rollouts, episodes = val_rollouts(pm, val, params, suite_path, log)
+        base = read_val_episodes(sft_dir)
+        if base and episodes:  # the same held-out sample as the sft stage's: this run minus SFT, paired over tasks
+            rollouts["minus_sft"] = paired_difference(base, episodes, n_boot=1000, seed=params.sft.seed)["all"]
+        else:
+            log(f"rlef: {sft_dir} holds no held-out episodes ({paths.VAL_EPISODES}): no paired difference to SFT")
     pm.meta.update({"params": {**pm.meta.get("params", {}), "rlef": dataclasses.asdict(r)},
                     "rlef": {"algorithm": run.algorithm, "reward": run.reward, "from": str(sft_dir)}})
     with replace_dir(Path(out_dir)) as tmp:
         pm.save(tmp)
+        if episodes:
+            save_val_episodes(tmp, episodes)
     last = curve[-1] if curve else {}
     metrics = {"row": run.row(r.policy), "algorithm": run.algorithm,
                "reward": "preference pairs" if run.algorithm == "dpo" else run.reward,
