@@ -31,7 +31,8 @@ json.dump({"agents": {"octopus_sft": {s: split for s in ("all", "seen", "unseen"
 json.dump({"val_loss": 1 - c, "quality": {"parse_rate": 0.9}, "wall_s": 60}, open("reports/sft/octopus.json", "w"))
 json.dump({"held_out_pairwise_accuracy": 0.5 + c / 2, "trivial": {"pairwise_accuracy": 0.5}},
           open("reports/reward.json", "w"))
-rlef = {"octopus_rlef": {"last": {"reward": c, "kl": 1.5}, "val_rollouts": {"task_completion": c}}}
+rlef = {"octopus_rlef": {"last": {"reward": c, "kl": 1.5}, "val_rollouts": {
+    "task_completion": c, "minus_sft": {"tasks": 32, "task_completion": {"mean": -0.03, "lo": -0.09, "hi": 0.0}}}}}
 json.dump(rlef if p.get("rlef") else {}, open("reports/rlef.json", "w"))
 '''
 DVC_YAML = {"stages": {"train": {"cmd": "python stage.py", "deps": ["stage.py"], "params": ["train"],
@@ -118,6 +119,10 @@ def test_two_queued_experiments_are_compared_with_their_params_and_metrics(tmp_p
     assert "| exp-a | octopus_sft | 0.40 | 0.40 | 0.40 | 0.40 | 0.40 | 0.50 |" in md
     assert "| exp-b | octopus_sft | 0.60 | 0.60 | 0.60 | 0.60 | 0.60 | 0.70 |" in md
     assert "| exp-b | rlef:octopus_rlef |" in md and "| exp-a | rlef:" not in md
+    training = md.split("## Training")[1].split("##")[0].splitlines()
+    cells = dict(zip([c.strip() for c in training[2].split("|")[1:-1]],
+                     [c.strip() for c in next(r for r in training if "rlef:octopus_rlef" in r).split("|")[1:-1]]))
+    assert cells["Held-out completion minus SFT"] == "-0.03" and cells["Final KL"] == "1.50"
     assert "| workspace | – |" in md  # the workspace never ran: its metrics are "–"
     for png in ("completion.png", "training.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in md
@@ -148,8 +153,16 @@ def test_ablations_dry_run_prints_one_queued_experiment_each_with_plus_for_new_p
     has_views = "views" in yaml.safe_load((tmp_path / "params.yaml").read_text())["evaluate"]
     assert ("-S evaluate.views=shuffle" if has_views else "-S +evaluate.views=shuffle") in shuffle
     assert "-S rlef.reward=simulator" in next(c for c in cmds if "-n rlef-simulator" in c)
+    # each evaluates the rows its own RLEF runs make (params.yaml's rlef.extra is [dpo]), never a missing model
+    assert "-S 'evaluate.agents=[octopus_sft,octopus_rlef,octopus_rlef_dpo]'" in shuffle
+    rloo = next(c for c in cmds if "-n rlef-rloo" in c)
+    assert "-S 'rlef.extra=[dpo,rloo]'" in rloo and "evaluate.agents=[octopus_sft,octopus_rlef,octopus_rlef_dpo," \
+        "octopus_rlef_rloo]" in rloo
     bad = _invoke("ablations", "--only", "vision-blur", cwd=tmp_path)
     assert bad.exit_code == 2 and "unknown ablation 'vision-blur'" in bad.output and "vision-noise" in bad.output
+    (tmp_path / "params.yaml").write_text("rlef:\n  extra: [dpo, ppg]\n")
+    bad = _invoke("ablations", "--dry-run", cwd=tmp_path)
+    assert bad.exit_code == 2 and "rlef.extra: unknown algorithm 'ppg'" in bad.output
 
 
 def test_bench_collect_names_an_unknown_runner(tmp_path):

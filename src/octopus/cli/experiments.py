@@ -48,12 +48,15 @@ def ablations_cmd(only: str = typer.Option("", help="comma-separated ablation na
     import shlex
     import subprocess
 
+    from octopus.config import ConfigError
     from octopus.experiments.ablations import ABLATIONS, commands, queue
     names = [n.strip() for n in only.split(",") if n.strip()] or list(ABLATIONS)
     try:
         cmds = commands(names)
     except KeyError as err:
         fail(str(err.args[0]))
+    except ConfigError as err:
+        fail(f"params.yaml: {err}")
     if dry_run:
         for name, cmd in zip(names, cmds):
             fig = ABLATIONS[name].figure

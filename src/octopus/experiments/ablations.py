@@ -7,8 +7,8 @@
     octopus compare                        # once they ran: every experiment side by side
 
 Each ablation changes only the `octopus` policy (`policies.octopus.*`), so `sft@blind` stays cached, and
-evaluates only the octopus rows (`evaluate.agents`): the random, oracle and blind rows do not depend on
-what an ablation changes and are in the baseline's table. RLEF on/off is in every table already
+evaluates only the octopus rows (`evaluate.agents`: its SFT row and a row per RLEF run it trains): the
+random, oracle and blind rows do not depend on what an ablation changes and are in the baseline's table. RLEF on/off is in every table already
 (`octopus_sft` next to `octopus_rlef*`), and so is "trained without views" (`blind_sft`: the same steps,
 no views, the ground-truth objects and relations as text).
 """
@@ -23,16 +23,13 @@ from typing import Any
 
 import yaml
 
-#: the rows every ablation evaluates (the default rlef runs: ppo, and rlef.extra's grpo and dpo)
-OCTOPUS_ROWS = ["octopus_sft", "octopus_rlef", "octopus_rlef_grpo", "octopus_rlef_dpo"]
-
-
 @dataclass(frozen=True)
 class Ablation:
     name: str            # the experiment's name (`dvc exp run -n`)
     figure: str          # which panel of the paper's Fig. 6 it reproduces (empty: not in the paper)
     what: str            # what it changes, in words
     sets: dict[str, Any]  # param path -> value (`-S path=value`)
+    add_runs: tuple[str, ...] = ()  # RLEF runs added to the params file's `rlef.extra`
 
 
 ABLATIONS = {a.name: a for a in (
@@ -46,8 +43,8 @@ ABLATIONS = {a.name: a for a in (
              {"evaluate.views": "shuffle"}),
     Ablation("vision-noise", "6c", "evaluation with every view replaced by uniform noise",
              {"evaluate.views": "noise"}),
-    Ablation("rlef-rloo", "", "an RLOO run next to ppo, grpo and dpo",
-             {"rlef.extra": ["grpo", "dpo", "rloo"], "evaluate.agents": [*OCTOPUS_ROWS, "octopus_rlef_rloo"]}),
+    Ablation("rlef-rloo", "", "an RLOO run next to the configured RLEF runs (ppo and dpo by default)", {},
+             add_runs=("rloo",)),
     Ablation("rlef-simulator", "", "RLEF rewarded by the simulator (execute the response) instead of r_phi",
              {"rlef.reward": "simulator"}),
 )}
@@ -83,14 +80,39 @@ def exp_run_command(name: str, sets: dict[str, Any], params: dict) -> list[str]:
     return cmd
 
 
+def _set(tree: dict, path: str, value: Any) -> dict:
+    """A copy of `tree` with the dotted `path` set to `value` (what `-S path=value` does to params.yaml)."""
+    head, _, rest = path.partition(".")
+    node = dict(tree.get(head) or {}) if rest else value
+    return {**tree, head: _set(node, rest, value) if rest else node}
+
+
+def ablation_sets(a: Ablation, params: dict) -> dict[str, Any]:
+    """What the experiment sets on top of `params`: the ablation's own values, `rlef.extra` with its added runs,
+    and `evaluate.agents`: the policy's SFT row and one row per RLEF run the experiment trains (from its own
+    params, so that a row is never asked of a model no stage makes)."""
+    from octopus.config import parse_params, rlef_runs
+
+    sets = dict(a.sets)
+    if a.add_runs:
+        extra = list((params.get("rlef") or {}).get("extra") or [])
+        sets["rlef.extra"] = extra + [r for r in a.add_runs if r not in extra]
+    merged = params
+    for k, v in sets.items():
+        merged = _set(merged, k, v)
+    p = parse_params(merged)
+    policy = p.rlef.policy
+    return {"evaluate.agents": [f"{policy}_sft", *(r.row(policy) for r in rlef_runs(p.rlef))], **sets}
+
+
 def commands(names: list[str], params_file: Path = Path("params.yaml")) -> list[list[str]]:
-    """The `dvc exp run --queue` command of each named ablation (KeyError naming an unknown one)."""
+    """The `dvc exp run --queue` command of each named ablation (KeyError naming an unknown one; ConfigError
+    when the params file, with the ablation's values, is not valid)."""
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise KeyError(f"unknown ablation {unknown[0]!r}; known: {', '.join(ABLATIONS)}")
-    params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
-    return [exp_run_command(name, {"evaluate.agents": OCTOPUS_ROWS, **ABLATIONS[name].sets}, params or {})
-            for name in names]
+    params = (yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}) or {}
+    return [exp_run_command(name, ablation_sets(ABLATIONS[name], params), params) for name in names]
 
 
 def queue(names: list[str], start: bool = False, jobs: int = 1,

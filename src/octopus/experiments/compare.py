@@ -11,7 +11,8 @@ sees them (DVC's own API, so queued, running and failed experiments are listed t
 - reports/sft/NAME.json  per policy: validation loss, parse rate of sampled responses, held-out
                          training tasks' completion and executable code (sft.val_rollouts)
 - reports/reward.json    held-out pairwise accuracy of r_phi (and the trivial baseline's)
-- reports/rlef.json      per RLEF run: final reward and KL, held-out completion and executable code
+- reports/rlef.json      per RLEF run: final reward and KL, held-out completion and executable code, and
+                         held-out completion minus the SFT policy's on the same tasks (paired)
 
 A metric an experiment lacks (a stage not run, a queued experiment) shows as "–". A metrics file DVC
 cannot parse is a `CompareError` naming the experiment and the file.
@@ -38,7 +39,7 @@ EVAL_COLUMNS = (("All", "all", "task_completion"), ("Seen", "seen", "task_comple
                 ("Step success", "all", "step_success"), ("Plan score", "all", "plan_score"))
 #: training columns; each stage's metrics file fills the ones it has (the rest are "–")
 TRAIN_COLUMNS = ("Val loss", "Parse rate", "Pairwise acc", "Trivial acc", "Final reward", "Final KL",
-                 "Held-out completion", "Held-out exec code", "Minutes")
+                 "Held-out completion", "Held-out exec code", "Held-out completion minus SFT", "Minutes")
 DASH = "–"
 
 
@@ -189,7 +190,9 @@ def _train_rows(exp: Experiment) -> list[tuple[str, dict]]:
             rows.append((f"rlef:{run}", {
                 "Final reward": _get(d, "last", "reward"), "Final KL": _get(d, "last", "kl"),
                 "Held-out completion": _get(d, "val_rollouts", "task_completion"),
-                "Held-out exec code": _get(d, "val_rollouts", "code_executability"), "Minutes": _minutes(d)}))
+                "Held-out exec code": _get(d, "val_rollouts", "code_executability"),
+                "Held-out completion minus SFT": _get(d, "val_rollouts", "minus_sft", "task_completion", "mean"),
+                "Minutes": _minutes(d)}))
     return rows
 
 
