@@ -327,7 +327,7 @@ class RlefParams:
     learning_rate: float = _f(1e-4, "AdamW learning rate", lo=0.0, hi=1.0)
     lora: bool = _f(False, "train LoRA adapters on the policy's LM (sft.lora_r, sft.lora_alpha), merged when saved "
                     "(the paper-scale configuration, infra/params-paper.yaml)")
-    beta: float = _f(0.2, "KL coefficient (Eq. 2's beta): per token for ppo, per response for rloo, a loss "
+    beta: float = _f(0.05, "KL coefficient (Eq. 2's beta): per token for ppo, per response for rloo, a loss "
                      "term for grpo", lo=0.0, hi=100.0)
     adaptive_kl: bool = _f(False, "adapt beta towards target_kl (Ziegler et al. 2019)")
     target_kl: float = _f(6.0, "nats per response, for adaptive_kl", lo=0.0)
