@@ -51,7 +51,7 @@ class RLConfig:
     epochs: int = 4               # passes over each rollout batch
     minibatch_size: int = 8
     learning_rate: float = 1e-4
-    beta: float = 0.2             # KL coefficient (Eq. 2's beta)
+    beta: float = 0.05            # KL coefficient (Eq. 2's beta)
     adaptive_kl: bool = False
     target_kl: float = 6.0        # nats per response, for adaptive beta
     kl_horizon: int = 10000       # responses over which beta adapts
