@@ -165,6 +165,20 @@ def test_ablations_dry_run_prints_one_queued_experiment_each_with_plus_for_new_p
     assert bad.exit_code == 2 and "rlef.extra: unknown algorithm 'ppg'" in bad.output
 
 
+def test_starting_the_queue_returns_while_its_worker_runs_and_a_refusal_keeps_dvcs_message():
+    """`dvc queue start` leaves a worker behind that holds the command's stdout; `octopus ablations --start`
+    returned only when the whole queue had run (it read a pipe to its end)."""
+    from octopus.experiments.ablations import run_leaving_children
+    worker = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); " \
+             "print('worker started')"
+    t0 = time.monotonic()
+    assert run_leaving_children([sys.executable, "-c", worker]).strip() == "worker started"
+    assert time.monotonic() - t0 < 30
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        run_leaving_children([sys.executable, "-c", "import sys; print('ERROR: experiment name taken'); sys.exit(1)"])
+    assert err.value.returncode == 1 and "experiment name taken" in err.value.stdout
+
+
 def test_bench_collect_names_an_unknown_runner(tmp_path):
     r = _invoke("bench", "collect", "--runner", "slurm", cwd=tmp_path)
     assert r.exit_code == 2 and "--runner: must be one of process, thread, dask, ray" in r.output

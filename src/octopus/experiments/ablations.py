@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,5 +124,19 @@ def queue(names: list[str], start: bool = False, jobs: int = 1,
     if start:
         cmds.append(["dvc", "queue", "start", "-j", str(jobs)])
     for cmd in cmds:  # this environment's DVC, whatever is first on PATH
-        subprocess.run([sys.executable, "-m", "dvc", *cmd[1:]], check=True, capture_output=True, text=True)
+        run_leaving_children([sys.executable, "-m", "dvc", *cmd[1:]])
     return cmds
+
+
+def run_leaving_children(argv: list[str]) -> str:
+    """Run a command that may leave a process behind (`dvc queue start` starts a worker that outlives it) and
+    return its output once the command itself exits; CalledProcessError with the output when it fails. The
+    output goes to a file, not a pipe: reading a pipe would wait for every process holding it, the worker
+    too, i.e. for the whole queue."""
+    with tempfile.TemporaryFile() as out:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if r.returncode:
+        raise subprocess.CalledProcessError(r.returncode, argv, output=text)
+    return text
