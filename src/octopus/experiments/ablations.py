@@ -8,9 +8,9 @@
 
 Each ablation changes only the `octopus` policy (`policies.octopus.*`), so `sft@blind` stays cached, and
 evaluates only the octopus rows (`evaluate.agents`: its SFT row and a row per RLEF run it trains): the
-random, oracle and blind rows do not depend on what an ablation changes and are in the baseline's table. RLEF on/off is in every table already
-(`octopus_sft` next to `octopus_rlef*`), and so is "trained without views" (`blind_sft`: the same steps,
-no views, the ground-truth objects and relations as text).
+random, oracle and blind rows do not depend on what an ablation changes and are in the baseline's table.
+RLEF on/off is in every table already (`octopus_sft` next to `octopus_rlef*`), and so is "trained without
+views" (`blind_sft`: the same steps, no views, the ground-truth objects and relations as text).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 
 @dataclass(frozen=True)
 class Ablation:
