@@ -283,7 +283,6 @@ def read_val_episodes(checkpoint: str | Path) -> list | None:
         return None
 
 
-
 def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
               log: Callable[[str], None] = print, quality_samples: int = 64,
               run_name: str | None = None, suite_path: str | Path | None = None,
@@ -348,8 +347,8 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
         f"{reading.get('swapped_goal_loss')} with another's")
     rollouts, episodes = (val_rollouts(pm, val, params, suite_path, log) if suite_path is not None
                           and s.val_rollouts else (None, []))
-    _save_atomic(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
-                                     "data": builders.fingerprint(train)}, episodes)
+    save_checkpoint(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
+                                        "data": builders.fingerprint(train)}, episodes)
     epochs = trainer.state.epoch or 0.0
     samples = len(train_ex) * epochs
     metrics = {
@@ -391,9 +390,9 @@ def _curve(history: list[dict], val_start: float | None) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def _save_atomic(pm: PolicyModel, out: Path, extra: dict, episodes: list) -> None:
-    """Write the checkpoint (and its held-out episodes) next to `out`, then swap it in: a reader never sees
-    half a model."""
+def save_checkpoint(pm: PolicyModel, out: Path, extra: dict, episodes: list) -> None:
+    """Write the checkpoint (meta updated with `extra`, and its held-out episodes) next to `out`, then swap it
+    in: a reader never sees half a model. The sft and rlef stages' one way to save a policy."""
     pm.meta.update(extra)
     with replace_dir(out) as tmp:
         pm.save(tmp)

@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 from octopus import paths
 from octopus.config import Params, RlefRun
-from octopus.files import replace_dir
 from octopus.progress import RunProgress
 
 
@@ -218,20 +217,18 @@ def train_rlef(params: Params, run: RlefRun, sft_dir: str | Path, reward_dir: st
     rollouts, episodes = None, []
     if suite_path is not None and params.sft.val_rollouts and held:
         from octopus.evaluation.metrics import paired_difference
-        from octopus.training.sft import read_val_episodes, save_val_episodes, val_rollouts
+        from octopus.training.sft import read_val_episodes, val_rollouts
         val = [n for n in nodes if n["task_id"] in held]
         rollouts, episodes = val_rollouts(pm, val, params, suite_path, log)
         base = read_val_episodes(sft_dir)
-        if base and episodes:  # the same held-out sample as the sft stage's: this run minus SFT, paired over tasks
+        if base:  # the same held-out sample as the sft stage's: this run minus SFT, paired over tasks
             rollouts["minus_sft"] = paired_difference(base, episodes, n_boot=1000, seed=params.sft.seed)["all"]
         else:
             log(f"rlef: {sft_dir} holds no held-out episodes ({paths.VAL_EPISODES}): no paired difference to SFT")
-    pm.meta.update({"params": {**pm.meta.get("params", {}), "rlef": dataclasses.asdict(r)},
-                    "rlef": {"algorithm": run.algorithm, "reward": run.reward, "from": str(sft_dir)}})
-    with replace_dir(Path(out_dir)) as tmp:
-        pm.save(tmp)
-        if episodes:
-            save_val_episodes(tmp, episodes)
+    from octopus.training.sft import save_checkpoint
+    save_checkpoint(pm, Path(out_dir), {"params": {**pm.meta.get("params", {}), "rlef": dataclasses.asdict(r)},
+                                        "rlef": {"algorithm": run.algorithm, "reward": run.reward,
+                                                 "from": str(sft_dir)}}, episodes)
     last = curve[-1] if curve else {}
     metrics = {"row": run.row(r.policy), "algorithm": run.algorithm,
                "reward": "preference pairs" if run.algorithm == "dpo" else run.reward,
