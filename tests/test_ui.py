@@ -99,6 +99,14 @@ class Api:
         rows = self.post("logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC"})
         return "\n".join(r["message"] for r in rows)
 
+    def logs_with(self, run_id: str, *lines: str, timeout: float = 30) -> str:
+        """The run's logs once all of `lines` are in them (or at the deadline): Prefect ships log records in
+        batches, and the last batch can reach the server after the run's final state."""
+        deadline = time.monotonic() + timeout
+        while not all(line in (logs := self.logs(run_id)) for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return logs
+
     def task_runs(self, run_id: str) -> list[dict]:
         return self.post("task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}, "sort": "EXPECTED_START_TIME_ASC"})
 
@@ -205,7 +213,7 @@ def test_scheduled_deployment_fires_runs_and_completes_with_artifacts(stack, tin
     assert abs(datetime.fromisoformat(run["expected_start_time"]) - tiny["first"]) < timedelta(seconds=1)
     tasks = {t["name"]: t["state_type"] for t in api.task_runs(run["id"])}
     assert tasks == {"dvc-repro-prepare": "COMPLETED", "dvc-repro-evaluate": "COMPLETED"}
-    logs = api.logs(run["id"])
+    logs = api.logs_with(run["id"], "Running stage 'prepare'", "prepare line 2")
     assert "Running stage 'prepare'" in logs and "prepare line 2" in logs  # the stage's own output, streamed
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"prepare", "evaluate"}
@@ -227,7 +235,7 @@ def test_failing_stage_fails_the_run_with_its_error_in_the_logs(stack, tiny):
     assert run["state_type"] == "FAILED"
     tasks = {t["name"]: t["state_type"] for t in api.task_runs(run["id"])}
     assert tasks == {"dvc-repro-prepare": "COMPLETED", "dvc-repro-broken": "FAILED"}  # target + its upstream
-    logs = api.logs(run["id"])
+    logs = api.logs_with(run["id"], "dvc repro broken failed", "boom: the broken stage cannot find its input")
     assert "dvc repro broken failed" in logs and "boom: the broken stage cannot find its input" in logs
 
 
