@@ -1,13 +1,13 @@
 """Prefect flow for an experiment sweep: queue `dvc exp run` variants of params.yaml and run them.
 
-    prefect deployment run octopus-sweep/sweep -p 'overrides=["sft.mode=connector,connector_lm,full"]'
-    python flows/sweep.py sft.mode=connector,full          # the same, once, without a deployment
+    prefect deployment run octopus-sweep/sweep -p 'overrides=["sft.epochs=1,2"]'
+    python flows/sweep.py sft.epochs=1,2          # the same, once, without a deployment
 
-Each override is one `-S` of `dvc exp run --queue`, so DVC's own grid syntax applies: `sft.mode=a,b`
-with `sft.epochs=1,2` queues four experiments. They run with `dvc queue start` (`jobs` at a time), each
-in its own temporary copy of the repository (the workspace and its dvc.lock are left alone); the flow
-waits for them, logs each one's output, and publishes `dvc exp show` as the `octopus-sweep` artifact.
-Experiments see only what git (or DVC) tracks: commit code changes first. Compare them with
+Each override is one `-S` of `dvc exp run --queue`, so DVC's own grid syntax applies: `sft.epochs=1,2`
+with `sft.learning_rate=0.001,0.002` queues four experiments. They run with `dvc queue start` (`jobs`
+at a time), each in its own temporary copy of the repository (the workspace and its dvc.lock are left
+alone); the flow waits for them, logs each one's output, and publishes `dvc exp show` as the
+`octopus-sweep` artifact. Experiments see only what git (or DVC) tracks: commit code changes first. Compare them with
 `dvc exp show` (or the project's comparison command), apply one with `dvc exp apply NAME`.
 """
 
@@ -68,12 +68,12 @@ def run_queue(names: list[str], root: str, jobs: int, poll_s: float) -> dict[str
 
 
 @flow(name="octopus-sweep")
-def sweep(overrides: list[str] = ["sft.mode=connector,connector_lm,full"],  # noqa: B006 - Prefect parameter
+def sweep(overrides: list[str] = ["sft.epochs=1,2"],  # noqa: B006 - Prefect parameter
           jobs: int = 1, project_dir: str | None = None, poll_s: float = 5.0) -> dict[str, str]:
     """Queue `dvc exp run -S` variants (one `-S` per override; `a=x,y` is a grid) and run them `jobs` at a time."""
     root = resolve_project(project_dir)
     if not overrides:
-        raise WorkspaceError("overrides: give at least one params.yaml override, e.g. sft.mode=connector,full")
+        raise WorkspaceError("overrides: give at least one params.yaml override, e.g. sft.epochs=1,2")
     with workspace_lock(root):
         names = queue(list(overrides), str(root))
         states = run_queue(names, str(root), jobs, poll_s)
@@ -85,4 +85,4 @@ def sweep(overrides: list[str] = ["sft.mode=connector,connector_lm,full"],  # no
 
 
 if __name__ == "__main__":
-    sweep(overrides=sys.argv[1:] or ["sft.mode=connector,connector_lm,full"])
+    sweep(overrides=sys.argv[1:] or ["sft.epochs=1,2"])

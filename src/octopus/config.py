@@ -228,6 +228,10 @@ class SFTParams:
     rename_objects: float = _f(0.0, "share of training steps whose goal's object categories are swapped for other "
                                "BEHAVIOR-1K categories in prompt and response (none of the evaluation suite's): "
                                "teaches copying names from the Task Goal", lo=0.0, hi=1.0)
+    text_pretrain: float = _f(0.0, "epochs of the language model alone on the same steps before `mode` applies, the "
+                              "views shut out (every cross-attention gate at 0): the from-scratch presets' stand-in "
+                              "for the paper's pretrained LLaMA; `mode: connector` on a from-scratch preset needs it "
+                              "(0: none)", lo=0.0, hi=1000)
     prompt_loss: bool = _f(False, "also train on the instruction's tokens (the views' and special tokens "
                            "excepted), as a language model of the whole prompt; validation loss stays on the "
                            "response only")

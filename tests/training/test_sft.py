@@ -16,7 +16,7 @@ import yaml
 from octopus.config import Params
 from octopus.data.schema import DatasetError
 from octopus.model.factory import build_model, set_finetune_mode
-from octopus.training.sft import goal_reading, label_prompt, make_trainer, train_sft
+from octopus.training.sft import SFTError, goal_reading, label_prompt, make_trainer, train_sft
 from tests.helpers import SIZE, TEXTS, prompt, response, views
 from tests.validation import dataset
 
@@ -110,6 +110,60 @@ def test_lora_trains_adapters_and_the_connector_then_merges(tmp_path):
     from safetensors.torch import load_file
     keys = load_file(str(tmp_path / "sft" / "model.safetensors")).keys()
     assert not any("lora" in k for k in keys)  # merged into the base weights: loads as a plain model
+
+
+def test_text_pretraining_trains_the_language_model_alone_then_connector_mode_trains_only_the_connector(
+        tmp_path, monkeypatch):
+    """sft.text_pretrain: phase 1 changes only the LM, with every gate shut (views add nothing); the gates are
+    opened again; phase 2 (mode connector) changes only the connector."""
+    from octopus.training import sft
+    data = dataset.write_dataset(tmp_path / "dataset", dataset.base_shards(SIZE))
+    p = _params(sft={"mode": "connector", "text_pretrain": 1, "epochs": 1})
+    seen: dict = {}
+    real = sft.make_trainer
+
+    def spy(pm, *args, **kwargs):
+        phase = "text" if "text-pretrain" in (kwargs.get("run_name") or "") else "connector"
+        seen[phase] = {"before": {n: q.detach().clone() for n, q in pm.model.named_parameters()},
+                       "trains": {n for n, q in pm.model.named_parameters() if q.requires_grad},
+                       "gates": [float(q.detach().abs().max()) for n, q in pm.model.named_parameters()
+                                 if n.rsplit(".", 1)[-1] in sft.GATES]}
+        if phase == "text":  # the views add nothing while the gates are shut: other views, the same logits
+            ex = dict(pm.collate([pm.encode(prompt(), views(1), response())]))
+            ex.pop("labels")
+            with torch.no_grad():
+                a = pm.model(**ex).logits
+                ex["pixel_values"] = torch.randn_like(ex["pixel_values"])
+                assert torch.equal(a, pm.model(**ex).logits)
+        seen[phase]["pm"] = pm
+        return real(pm, *args, **kwargs)
+
+    monkeypatch.setattr(sft, "make_trainer", spy)
+    out = train_sft(p, data, tmp_path / "sft", log=lambda s: None, quality_samples=2)
+    text, conn = seen["text"], seen["connector"]
+    groups = text["pm"].groups()
+    assert text["trains"] == {n for n, g in groups.items() if g == "lm"}
+    assert set(text["gates"]) == {0.0}
+    assert conn["trains"] == {n for n, g in groups.items() if g == "connector"}
+    assert set(conn["gates"]) == {1.0}  # the tiny preset's open gates are back
+    lm_changed = [n for n, q in text["pm"].model.named_parameters() if groups[n] == "lm"
+                  and not torch.equal(conn["before"][n], text["before"][n])]
+    assert lm_changed  # phase 1 trained the LM ...
+    after = dict(conn["pm"].model.named_parameters())
+    assert all(torch.equal(after[n].detach(), conn["before"][n]) for n, g in groups.items() if g != "connector")
+    m = out["metrics"]
+    assert m["mode"] == "connector" and m["text_pretrain"]["optimizer_steps"] > 0
+    assert m["text_pretrain"]["val_loss"] is not None
+
+
+def test_connector_mode_on_a_from_scratch_preset_needs_text_pretraining(tmp_path):
+    data = dataset.write_dataset(tmp_path / "dataset", dataset.base_shards(SIZE))
+    with pytest.raises(SFTError, match="sft.mode: connector .* sft.text_pretrain"):
+        train_sft(_params(sft={"mode": "connector"}), data, tmp_path / "sft", log=lambda s: None)
+    blind = replace(_params(sft={"text_pretrain": 1}), policies={"blind": {"model": {"family": "text"}}})
+    with pytest.raises(SFTError, match="sft.text_pretrain: the text policy reads no views"):
+        train_sft(blind.for_policy("blind"), data, tmp_path / "blind", log=lambda s: None)
+    assert not (tmp_path / "sft").exists() and not (tmp_path / "blind").exists()
 
 
 def _project(tmp_path: Path, **over) -> Path:

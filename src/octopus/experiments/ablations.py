@@ -35,10 +35,15 @@ class Ablation:
 
 
 ABLATIONS = {a.name: a for a in (
-    Ablation("ft-connector", "6a", "sft trains only the connector (Perceiver Resampler + gated cross-attention)",
-             {"policies.octopus.sft.mode": "connector"}),
-    Ablation("ft-connector-lm", "6a", "sft trains the connector and the language model (vision frozen)",
-             {"policies.octopus.sft.mode": "connector_lm"}),
+    # Fig. 6a starts every mode from a pretrained LM; the from-scratch presets get one epoch of the LM alone
+    # on the same steps first (sft.text_pretrain), and ft-full is the control with that same start
+    Ablation("ft-connector", "6a", "after text pretraining, sft trains only the connector (Perceiver Resampler + "
+             "gated cross-attention)",
+             {"policies.octopus.sft.mode": "connector", "policies.octopus.sft.text_pretrain": 1}),
+    Ablation("ft-connector-lm", "6a", "after text pretraining, sft trains the connector and the language model "
+             "(vision frozen)", {"policies.octopus.sft.mode": "connector_lm", "policies.octopus.sft.text_pretrain": 1}),
+    Ablation("ft-full", "6a", "after text pretraining, sft trains everything (the control of the two above)",
+             {"policies.octopus.sft.mode": "full", "policies.octopus.sft.text_pretrain": 1}),
     Ablation("size-small", "6b", "the small preset (~9M parameters) instead of tiny (~2M)",
              {"policies.octopus.model.preset": "small"}),
     Ablation("vision-shuffle", "6c", "evaluation with the 10 views in a random order at every step",

@@ -123,6 +123,52 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
                              callbacks=callbacks), progress=cfg.run_name)
 
 
+GATES = ("alpha_cross_attn", "alpha_dense")  # Idefics' tanh gates on the cross-attention and its dense block
+
+
+def pretrain_text(pm: PolicyModel, train_examples: list, val_examples: list, params: Params, work_dir: Path,
+                  run_name: str | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """`sft.text_pretrain` epochs of the language model alone, before the finetune mode applies.
+
+    Every cross-attention gate is held at 0 (tanh(0) = 0: the views add nothing to the text stream) and only
+    the `lm` group trains, so the LM learns the instructions and responses as a text model would. The gates
+    get their initial values back afterwards. On the from-scratch presets this stands in for the paper's
+    pretrained LLaMA: `sft.mode: connector` then trains the views into a language model that already writes
+    programs (paper Fig. 6a), instead of into a random one."""
+    s = params.sft
+    if not pm.family.reads_views:
+        raise SFTError(f"sft.text_pretrain: the {pm.family.name} policy reads no views; it is a text model "
+                       "already (train it longer with sft.epochs)")
+    gates = {n: p for n, p in pm.model.named_parameters() if n.rsplit(".", 1)[-1] in GATES}
+    if not gates:
+        raise SFTError(f"sft.text_pretrain: the {pm.family.name} model has no cross-attention gates to close")
+    opened = {n: p.detach().clone() for n, p in gates.items()}
+    groups = pm.groups()
+    with torch.no_grad():
+        for p in gates.values():
+            p.zero_()
+    for n, p in pm.model.named_parameters():
+        p.requires_grad_(groups[n] == "lm")
+    text = replace(params, sft=replace(s, epochs=s.text_pretrain, max_steps=-1))
+    trainer = make_trainer(pm, train_examples, val_examples, text, work_dir,
+                           run_name=f"{run_name or 'sft'}-text-pretrain")
+    t0 = time.perf_counter()
+    result = trainer.train()
+    train_s = time.perf_counter() - t0
+    if not math.isfinite(result.training_loss):
+        raise SFTError(f"text pretraining diverged (loss {result.training_loss}); lower sft.learning_rate")
+    val = trainer.evaluate()["eval_loss"] if val_examples else None
+    pm.model = trainer.accelerator.unwrap_model(pm.model)
+    with torch.no_grad():
+        for n, p in pm.model.named_parameters():
+            if n in opened:
+                p.copy_(opened[n])
+    log(f"sft: text pretraining: {trainer.state.global_step} optimizer steps in {train_s:.0f} s, "
+        f"held-out loss without views {_r(val)}")
+    return {"epochs": round(trainer.state.epoch or 0.0, 3), "optimizer_steps": trainer.state.global_step,
+            "train_s": round(train_s, 2), "train_loss_mean": round(result.training_loss, 4), "val_loss": _r(val)}
+
+
 def apply_lora(pm: PolicyModel, params: Params) -> None:
     """LoRA adapters on the LM's projections; the connector (and vision in `full`) keep training in full."""
     from peft import LoraConfig, get_peft_model
@@ -311,21 +357,26 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
                                               pool, s.seed)
         log(f"sft: {renamed} training steps with their goal's objects renamed ({len(pool)} categories)")
     pm = build_model(params.model, tokenizer_texts(params.model.family, train), seed=s.seed)
+    if s.mode == "connector" and pm.family.reads_views and pm.meta.get("from_scratch") and not s.text_pretrain:
+        raise SFTError(f"sft.mode: connector on the from-scratch preset {params.model.preset!r} would train the "
+                       "connector into a random, frozen language model; set sft.text_pretrain (epochs of the "
+                       "language model alone first, the stand-in for a pretrained LM) or use connector_lm / full")
+    t0 = time.perf_counter()
+    train_ex, cut_train = encode_steps(pm, train, prompt_loss=s.prompt_loss)
+    val_ex, cut_val = encode_steps(pm, val)
+    t_encode = time.perf_counter() - t0
+    tokens = sum(len(e.input_ids) for e in train_ex)
+    work = Path(work_dir or tempfile.mkdtemp(prefix="octopus-sft-"))
+    pretrained = pretrain_text(pm, train_ex, val_ex, params, work / "text", run_name, log) if s.text_pretrain else None
+
     trainable, total = set_finetune_mode(pm, s.mode)
     if s.lora:
         apply_lora(pm, params)
         trainable = sum(p.numel() for p in pm.model.parameters() if p.requires_grad)
     if trainable == 0:
         raise SFTError(f"sft.mode {s.mode} trains no parameters of this model")
-    t0 = time.perf_counter()
-    train_ex, cut_train = encode_steps(pm, train, prompt_loss=s.prompt_loss)
-    val_ex, cut_val = encode_steps(pm, val)
-    t_encode = time.perf_counter() - t0
-    tokens = sum(len(e.input_ids) for e in train_ex)
     log(f"sft: model {params.model.family}/{params.model.preset} {total / 1e6:.2f}M parameters, "
         f"{trainable / 1e6:.2f}M trained ({s.mode}{' + LoRA' if s.lora else ''}); encoded in {t_encode:.1f} s")
-
-    work = Path(work_dir or tempfile.mkdtemp(prefix="octopus-sft-"))
     trainer = make_trainer(pm, train_ex, val_ex, params, work, run_name=run_name)
     val_start = trainer.evaluate()["eval_loss"] if val_ex else None
     t0 = time.perf_counter()
@@ -365,7 +416,7 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
         "samples_per_s": round(samples / train_s, 3), "tokens_per_s": round(tokens * epochs / train_s, 1),
         "train_s": round(train_s, 2), "encode_s": round(t_encode, 2), "wall_s": round(time.perf_counter() - t_start, 2),
         "peak_memory_mb": round(peak_memory_mb(), 1), "device": str(trainer.args.device),
-        "quality": quality, "goal_reading": reading, "val_rollouts": rollouts,
+        "quality": quality, "goal_reading": reading, "val_rollouts": rollouts, "text_pretrain": pretrained,
     }
     if not work_dir:
         shutil.rmtree(work, ignore_errors=True)
