@@ -67,6 +67,20 @@ def _project(root: Path, params: dict) -> Path:
     return root
 
 
+def test_a_running_experiment_shows_no_metrics_until_it_ends():
+    """While it runs, an experiment's metrics files are the baseline's, some already rewritten: none is shown."""
+    from octopus.experiments.compare import from_exp_show
+    metrics = {"reports/evaluate.json": {"data": {"agents": {"octopus_sft": {"all": {"task_completion": 0.5}}}}}}
+    exp = {"rev": "a" * 40, "data": {"params": {"params.yaml": {"data": {"sft": {"mode": "full"}}}},
+                                     "metrics": metrics}}
+    raw = [{"rev": "workspace", "data": {"metrics": metrics}, "experiments": [
+        {"name": state, "executor": {"state": state}, "revs": [exp]} for state in ("running", "queued", "success")]}]
+    got = {e.name: e for e in from_exp_show(raw)}
+    assert got["running"].state == "running" and not got["running"].metrics and not got["queued"].metrics
+    assert got["running"].params == {"sft.mode": "full"}  # what it runs with is known
+    assert got["success"].metrics and got["workspace"].metrics
+
+
 @pytest.mark.slow
 def test_a_broken_metrics_file_is_an_error_naming_it_and_a_missing_one_is_a_dash(tmp_path):
     repo = _project(tmp_path / "p", {"train": {"lr": 0.1}})

@@ -14,7 +14,7 @@ sees them (DVC's own API, so queued, running and failed experiments are listed t
 - reports/rlef.json      per RLEF run: final reward and KL, held-out completion and executable code, and
                          held-out completion minus the SFT policy's on the same tasks (paired)
 
-A metric an experiment lacks (a stage not run, a queued experiment) shows as "–". A metrics file DVC
+A metric an experiment lacks (a stage not run, a queued or still running experiment) shows as "–". A metrics file DVC
 cannot parse is a `CompareError` naming the experiment and the file.
 """
 
@@ -94,6 +94,9 @@ def from_exp_show(raw: list[dict]) -> list[Experiment]:
     return out
 
 
+UNFINISHED = ("queued", "running")
+
+
 def _experiment(state: dict, kind: str, run_state: str, name: str | None = None) -> Experiment:
     rev = state["rev"]
     label = state.get("name") or name or ("workspace" if rev == "workspace" else rev[:7])
@@ -103,6 +106,8 @@ def _experiment(state: dict, kind: str, run_state: str, name: str | None = None)
         if result.get("error"):
             raise CompareError(f"{label}: {path}: DVC cannot read it: {_msg(result['error'])}")
         exp.params.update(flatten(result.get("data") or {}))
+    if run_state in UNFINISHED:
+        return exp  # its metrics files are the baseline's, some half rewritten, until the run ends: "–"
     for path, result in (data.get("metrics") or {}).items():
         error = result.get("error")
         if error and _missing(error):
