@@ -14,8 +14,8 @@ sees them (DVC's own API, so queued, running and failed experiments are listed t
 - reports/rlef.json      per RLEF run: final reward and KL, held-out completion and executable code, and
                          held-out completion minus the SFT policy's on the same tasks (paired)
 
-A metric an experiment lacks (a stage not run, a queued or still running experiment) shows as "–". A metrics file DVC
-cannot parse is a `CompareError` naming the experiment and the file.
+A metric an experiment lacks (a stage not run, a queued or still running experiment) shows as "–". A
+metrics file DVC cannot parse is a `CompareError` naming the experiment and the file.
 """
 
 from __future__ import annotations
