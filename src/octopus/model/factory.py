@@ -166,7 +166,11 @@ def trainable_names(pm: PolicyModel, mode: str) -> set[str]:
 
 def set_finetune_mode(pm: PolicyModel, mode: str) -> tuple[int, int]:
     """Freeze everything the mode does not train; returns (trainable, total) parameter counts."""
-    names = trainable_names(pm, mode)
+    return train_only(pm, trainable_names(pm, mode))
+
+
+def train_only(pm: PolicyModel, names: set[str]) -> tuple[int, int]:
+    """Freeze every parameter not in `names`; returns (trainable, total) parameter counts."""
     trainable = total = 0
     for n, p in pm.model.named_parameters():
         p.requires_grad_(n in names)

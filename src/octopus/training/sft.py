@@ -31,7 +31,7 @@ import torch
 from octopus import paths
 from octopus.config import Params
 from octopus.data import builders
-from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode
+from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode, train_only
 from octopus.model.inputs import IGNORE
 from octopus.files import replace_dir, write_json
 from octopus.training import augment
@@ -123,6 +123,16 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
                              callbacks=callbacks), progress=cfg.run_name)
 
 
+def fit(trainer, what: str) -> tuple[Any, float]:
+    """`trainer.train()` and its seconds; SFTError when the loss is not finite."""
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    if not math.isfinite(result.training_loss):
+        raise SFTError(f"{what} diverged (loss {result.training_loss}); lower sft.learning_rate")
+    return result, seconds
+
+
 GATES = ("alpha_cross_attn", "alpha_dense")  # Idefics' tanh gates on the cross-attention and its dense block
 
 
@@ -143,20 +153,14 @@ def pretrain_text(pm: PolicyModel, train_examples: list, val_examples: list, par
     if not gates:
         raise SFTError(f"sft.text_pretrain: the {pm.family.name} model has no cross-attention gates to close")
     opened = {n: p.detach().clone() for n, p in gates.items()}
-    groups = pm.groups()
     with torch.no_grad():
         for p in gates.values():
             p.zero_()
-    for n, p in pm.model.named_parameters():
-        p.requires_grad_(groups[n] == "lm")
+    train_only(pm, {n for n, g in pm.groups().items() if g == "lm"})
     text = replace(params, sft=replace(s, epochs=s.text_pretrain, max_steps=-1))
     trainer = make_trainer(pm, train_examples, val_examples, text, work_dir,
                            run_name=f"{run_name or 'sft'}-text-pretrain")
-    t0 = time.perf_counter()
-    result = trainer.train()
-    train_s = time.perf_counter() - t0
-    if not math.isfinite(result.training_loss):
-        raise SFTError(f"text pretraining diverged (loss {result.training_loss}); lower sft.learning_rate")
+    result, train_s = fit(trainer, "text pretraining")
     val = trainer.evaluate()["eval_loss"] if val_examples else None
     pm.model = trainer.accelerator.unwrap_model(pm.model)
     with torch.no_grad():
@@ -379,12 +383,8 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
         f"{trainable / 1e6:.2f}M trained ({s.mode}{' + LoRA' if s.lora else ''}); encoded in {t_encode:.1f} s")
     trainer = make_trainer(pm, train_ex, val_ex, params, work, run_name=run_name)
     val_start = trainer.evaluate()["eval_loss"] if val_ex else None
-    t0 = time.perf_counter()
-    result = trainer.train()
-    train_s = time.perf_counter() - t0
+    result, train_s = fit(trainer, "training")
     val_end = trainer.evaluate()["eval_loss"] if val_ex else None
-    if not math.isfinite(result.training_loss):
-        raise SFTError(f"training diverged (loss {result.training_loss}); lower sft.learning_rate")
     if s.lora:
         pm.model = pm.model.merge_and_unload()
     curve = _curve(trainer.state.log_history, val_start)
