@@ -9,6 +9,18 @@ import pytest
 from octopus.config import Params
 
 
+@pytest.fixture
+def no_recompute(monkeypatch):
+    """Training must not turn on activation checkpointing (TRL's configs default to it; on the CPU
+    presets it recomputes every forward pass for no memory worth saving: ~1.2x slower steps)."""
+    from transformers import PreTrainedModel
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"activation checkpointing enabled on {type(self).__name__}")
+    monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", refuse, raising=False)
+    monkeypatch.setattr(PreTrainedModel, "gradient_checkpointing_enable", refuse)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("octopus-cache")

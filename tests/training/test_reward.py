@@ -61,7 +61,7 @@ def test_the_trivial_scorer_reads_format_code_and_names():
 
 
 @pytest.mark.slow
-def test_the_reward_model_orders_held_out_pairs_better_than_chance(tmp_path):
+def test_the_reward_model_orders_held_out_pairs_better_than_chance(tmp_path, no_recompute):
     data = write_dataset(tmp_path / "dataset", _shards())
     params = parse_params(RAW)
     out = train_reward(params, data, tmp_path / "reward", log=lambda s: None)

@@ -224,7 +224,7 @@ def test_a_missing_reward_model_or_sft_checkpoint_of_another_family_names_the_fi
 
 
 @pytest.mark.slow
-def test_dpo_trains_on_the_trees_pairs_and_saves_a_loadable_policy(tmp_path, pm):
+def test_dpo_trains_on_the_trees_pairs_and_saves_a_loadable_policy(tmp_path, pm, no_recompute):
     """The offline row: TRL's DPOTrainer on sibling pairs, views included, the result loads as a Policy."""
     from octopus.config import rlef_runs
     from octopus.model.policy import Policy

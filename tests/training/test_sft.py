@@ -34,7 +34,7 @@ def _params(**over) -> Params:
     return parse_params(raw)
 
 
-def test_a_few_trainer_steps_change_the_parameters_and_lower_the_loss(tmp_path):
+def test_a_few_trainer_steps_change_the_parameters_and_lower_the_loss(tmp_path, no_recompute):
     p = _params(sft={"epochs": 12, "learning_rate": 3e-3, "warmup_ratio": 0.0, "eval_every": 1000})
     pm = build_model(p.model, TEXTS, seed=0)
     set_finetune_mode(pm, "full")

@@ -110,7 +110,7 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
         eval_strategy="steps" if val_examples else "no", eval_steps=s.eval_every, save_strategy="no",
         seed=s.seed, data_seed=s.seed, report_to=[] if s.report_to == "none" else [s.report_to],
         run_name=run_name or f"sft-{params.model.family}-{params.model.preset}-{s.mode}", use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=False, remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
+        activation_checkpointing=False, remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
         max_length=None, packing=False, dataloader_pin_memory=False, disable_tqdm=True,
         train_sampling_strategy="group_by_length" if s.group_by_length else "random", length_column_name="length",
         **precision_flags(s.precision))

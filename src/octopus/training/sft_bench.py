@@ -37,7 +37,7 @@ def _trainer(kind: str, pm, examples: list, params: Params, work: Path):
     common = dict(output_dir=str(work), per_device_train_batch_size=s.batch_size, max_steps=s.max_steps,
                   learning_rate=s.learning_rate, logging_steps=10_000, save_strategy="no", report_to=[],
                   use_cpu=not torch.cuda.is_available(), remove_unused_columns=False, dataloader_pin_memory=False,
-                  disable_tqdm=True, seed=s.seed, bf16=False, gradient_checkpointing=False)
+                  disable_tqdm=True, seed=s.seed, bf16=False, activation_checkpointing=False)
     data, collator = _index_dataset(0, examples), IndexedCollator(pm, examples)
     if kind == "trainer":
         from transformers import Trainer, TrainingArguments
