@@ -68,4 +68,5 @@ def ablations_cmd(only: str = typer.Option("", help="comma-separated ablation na
     except subprocess.CalledProcessError as err:
         fail(f"{shlex.join(err.cmd)} failed: {(err.stderr or err.stdout or '').strip()[-800:]}")
     console.print(f"queued {len(names)} experiments: {', '.join(names)}"
-                  + ("; running (dvc queue status)" if start else "; run them: dvc queue start"))
+                  + ("; running (dvc queue status)" if start else "; run them: dvc queue start"
+                     " (or take them back: dvc queue remove --queued)"))
