@@ -70,7 +70,7 @@ def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str 
         report_to=[] if rp.report_to == "none" else [rp.report_to], run_name="rlef-dpo",
         use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
         max_length=None, disable_tqdm=True, dataloader_pin_memory=False, max_grad_norm=rp.max_grad_norm,
-        activation_checkpointing=False, **precision_flags("auto"))  # TRL's default recomputes: ~1.2x slower
+        activation_checkpointing=False, **precision_flags("auto"))  # off as in sft (TRL defaults to on)
     trainer = quiet(DPOTrainer(model=pm.model, ref_model=ref.model, args=cfg,
                                train_dataset=datasets.Dataset.from_dict(columns),
                                data_collator=PairCollator(pm, pairs),
