@@ -196,3 +196,13 @@ def test_starting_the_queue_returns_while_its_worker_runs_and_a_refusal_keeps_dv
 def test_bench_collect_names_an_unknown_runner(tmp_path):
     r = _invoke("bench", "collect", "--runner", "slurm", cwd=tmp_path)
     assert r.exit_code == 2 and "--runner: must be one of process, thread, dask, ray" in r.output
+
+
+def test_plots_stay_readable_as_experiments_add_up():
+    """10 experiments x 8 rows made an 80-inch-wide figure (8,789 px); panels now stack instead."""
+    from octopus.experiments.plots import MAX_WIDTH, layout
+    assert layout(6, 8, 2) == (3, 2, (4.5 * 3, 7.2))  # a workspace and one experiment: 3 panels a row
+    for panels, labels, experiments in ((6, 8, 10), (6, 40, 30), (1, 1, 1), (6, 2, 4)):
+        ncols, nrows, (w, h) = layout(panels, labels, experiments)
+        assert w <= MAX_WIDTH and ncols * nrows >= panels and ncols >= 1
+    assert layout(6, 8, 10)[:2] == (1, 6)

@@ -15,6 +15,8 @@ EVAL_PANELS = ("All", "Seen", "Unseen", "Follow", "Reason", "Executable code")
 #: training panels: (column, which stage runs have it)
 TRAIN_PANELS = ("Val loss", "Held-out completion", "Held-out exec code", "Pairwise acc", "Final reward",
                 "Final KL")
+#: widest figure, inches (~2,000 px at the saved dpi)
+MAX_WIDTH = 18.0
 
 
 def _bars(ax, rows: list[tuple[str, str, dict]], column: str, experiments: list[str]) -> bool:
@@ -37,6 +39,15 @@ def _bars(ax, rows: list[tuple[str, str, dict]], column: str, experiments: list[
     return True
 
 
+def layout(panels: int, labels: int, experiments: int) -> tuple[int, int, tuple[float, float]]:
+    """(columns, rows, figure inches): a panel is as wide as its bars need (labels x experiments, ~0.2 in
+    each), at most `MAX_WIDTH`; panels sit side by side while the figure stays that wide, else stack."""
+    panel = min(max(4.5, 0.2 * labels * max(experiments, 2) + 1.0), MAX_WIDTH)
+    ncols = max(1, min(3, panels, int(MAX_WIDTH // panel)))
+    nrows = -(-panels // ncols)
+    return ncols, nrows, (panel * ncols, 3.6 * nrows)
+
+
 def _figure(rows: list[tuple[str, str, dict]], panels: tuple[str, ...], experiments: list[str], title: str,
             out: Path) -> Path | None:
     import matplotlib
@@ -48,19 +59,18 @@ def _figure(rows: list[tuple[str, str, dict]], panels: tuple[str, ...], experime
                                                  for x, _, cols in rows)]
     if not panels:
         return None
-    ncols = min(3, len(panels))
-    nrows = -(-len(panels) // ncols)
-    labels = len({label for _, label, _ in rows})
-    fig, axes = plt.subplots(nrows, ncols, figsize=(max(4.5, 0.5 * labels * max(len(experiments), 2)) * ncols / 1.5,
-                                                    3.6 * nrows), squeeze=False)
+    ncols, nrows, size = layout(len(panels), len({label for _, label, _ in rows}), len(experiments))
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         _bars(ax, rows, panel, experiments)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 4), fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    ncol = min(len(names), 5)
+    fig.legend(handles, names, loc="upper center", ncol=ncol, fontsize=8, bbox_to_anchor=(0.5, 1.0))
     fig.suptitle(title, y=1.04)
-    fig.tight_layout()
+    top = (0.2 * -(-len(names) // ncol) + 0.2) / size[1]  # inches the legend takes, as a share of the height
+    fig.tight_layout(rect=(0, 0, 1, 1 - top))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
