@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from octopus.config import Params
 from octopus.data import preferences
@@ -108,7 +107,7 @@ def train_reward(params: Params, dataset_dir: str | Path, out_dir: str | Path,
     """Train r_phi, save it to `out_dir` (replaced atomically), return {"metrics", "curve"}."""
     from trl import RewardConfig, RewardTrainer
 
-    from octopus.training.hf import precision_flags, quiet
+    from octopus.training.hf import quiet, trainer_flags
 
     rp, t_start = params.reward, time.perf_counter()
     nodes = preferences.read_nodes(dataset_dir)
@@ -136,10 +135,8 @@ def train_reward(params: Params, dataset_dir: str | Path, out_dir: str | Path,
         lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=rp.log_every, logging_first_step=True,
         eval_strategy="steps" if held_ds is not None else "no", eval_steps=rp.eval_every, save_strategy="no",
         seed=rp.seed, data_seed=rp.seed, report_to=[] if rp.report_to == "none" else [rp.report_to],
-        run_name="reward", use_cpu=not torch.cuda.is_available(),
-        max_length=None, center_rewards_coefficient=rp.center_rewards or None, disable_tqdm=True,
-        dataloader_pin_memory=False, activation_checkpointing=False,  # TRL's default: recompute, ~1.2x slower
-        **precision_flags(rp.precision, "reward.precision"))
+        run_name="reward", max_length=None, center_rewards_coefficient=rp.center_rewards or None,
+        **trainer_flags(rp.precision, "reward.precision"))
     trainer = quiet(RewardTrainer(model=rm.model, args=cfg, train_dataset=train_ds, eval_dataset=held_ds,
                                   processing_class=rm.tokenizer), progress="reward")
     t0 = time.perf_counter()

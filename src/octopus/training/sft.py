@@ -35,7 +35,7 @@ from octopus.model.factory import PolicyModel, build_model, get_family, set_fine
 from octopus.model.inputs import IGNORE
 from octopus.files import replace_dir, write_json
 from octopus.training import augment
-from octopus.training.hf import StderrLogs, precision_flags, quiet  # noqa: F401 - also the sft API
+from octopus.training.hf import StderrLogs, quiet, trainer_flags  # noqa: F401 - also the sft API
 
 
 class SFTError(RuntimeError):
@@ -109,11 +109,10 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
         weight_decay=s.weight_decay, logging_steps=s.log_every, logging_first_step=True,
         eval_strategy="steps" if val_examples else "no", eval_steps=s.eval_every, save_strategy="no",
         seed=s.seed, data_seed=s.seed, report_to=[] if s.report_to == "none" else [s.report_to],
-        run_name=run_name or f"sft-{params.model.family}-{params.model.preset}-{s.mode}", use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=False, remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
-        max_length=None, packing=False, dataloader_pin_memory=False, disable_tqdm=True,
+        run_name=run_name or f"sft-{params.model.family}-{params.model.preset}-{s.mode}",
+        remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None, packing=False,
         train_sampling_strategy="group_by_length" if s.group_by_length else "random", length_column_name="length",
-        **precision_flags(s.precision))
+        **trainer_flags(s.precision))
     # one collator over train + validation examples; the validation indices follow the training ones
     n = len(train_examples)
     return quiet(OctopusSFTTrainer(model=pm.model, args=cfg, train_dataset=_index_dataset(0, train_examples),

@@ -25,6 +25,7 @@ import torch
 from octopus.config import Params
 from octopus.data import builders
 from octopus.model.factory import build_model, set_finetune_mode
+from octopus.training.hf import trainer_flags
 from octopus.training.sft import (IndexedCollator, _index_dataset, encode_steps, make_trainer, peak_memory_mb, quiet,
                                   tokenizer_texts)
 
@@ -36,8 +37,7 @@ def _trainer(kind: str, pm, examples: list, params: Params, work: Path):
     s = params.sft
     common = dict(output_dir=str(work), per_device_train_batch_size=s.batch_size, max_steps=s.max_steps,
                   learning_rate=s.learning_rate, logging_steps=10_000, save_strategy="no", report_to=[],
-                  use_cpu=not torch.cuda.is_available(), remove_unused_columns=False, dataloader_pin_memory=False,
-                  disable_tqdm=True, seed=s.seed, bf16=False, activation_checkpointing=False)
+                  remove_unused_columns=False, seed=s.seed, **trainer_flags("fp32"))
     data, collator = _index_dataset(0, examples), IndexedCollator(pm, examples)
     if kind == "trainer":
         from transformers import Trainer, TrainingArguments

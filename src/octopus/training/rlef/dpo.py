@@ -53,7 +53,7 @@ def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str 
     import datasets
     from trl import DPOConfig, DPOTrainer
 
-    from octopus.training.hf import precision_flags, quiet
+    from octopus.training.hf import quiet, trainer_flags
     if not pairs:
         raise ValueError("no preference pairs for DPO (the trees have no failed sibling or failed task)")
     columns: dict[str, list] = {"index": list(range(len(pairs)))}
@@ -68,9 +68,7 @@ def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str 
         loss_weights=[1.0, rp.dpo_sft_weight] if rp.dpo_sft_weight else None,
         logging_steps=5, logging_first_step=True, save_strategy="no", seed=rp.seed, data_seed=rp.seed,
         report_to=[] if rp.report_to == "none" else [rp.report_to], run_name="rlef-dpo",
-        use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
-        max_length=None, disable_tqdm=True, dataloader_pin_memory=False, max_grad_norm=rp.max_grad_norm,
-        activation_checkpointing=False, **precision_flags("auto"))  # off as in sft (TRL defaults to on)
+        remove_unused_columns=False, max_length=None, max_grad_norm=rp.max_grad_norm, **trainer_flags("auto"))
     trainer = quiet(DPOTrainer(model=pm.model, ref_model=ref.model, args=cfg,
                                train_dataset=datasets.Dataset.from_dict(columns),
                                data_collator=PairCollator(pm, pairs),
