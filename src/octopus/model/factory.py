@@ -75,6 +75,7 @@ class Family:
 
     name = ""
     reads_views = True   # False: a blind policy, reading the message with Observed Objects/Relations instead
+    static_cache = False  # its generate() takes cache_implementation="static" (large models decode faster)
 
     @property
     def prompt_column(self) -> str:
@@ -115,7 +116,7 @@ def register_family(name: str) -> Callable:
 
 
 def get_family(name: str) -> Family:
-    from octopus.model import llava, text  # noqa: F401 - register the auto and text families
+    from octopus.model import llava, smolvlm, text  # noqa: F401 - register the auto, smolvlm and text families
     if name not in FAMILIES:
         raise ModelError(f"unknown model family {name!r}; known families: {', '.join(sorted(FAMILIES))}")
     return FAMILIES[name]()
@@ -180,6 +181,10 @@ def train_only(pm: PolicyModel, names: set[str]) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------- idefics (Octopus)
+#: parameters Idefics adds to a causal LM (trained from scratch when it is built on a pretrained one)
+_NEW_IN_IDEFICS = ("model.vision_model.", "model.perceiver_resampler.", "model.gated_cross_attn_layers.")
+
+
 @register_family("idefics")
 class IdeficsFamily(Family):
     """Flamingo/Otter-style: vision encoder -> Perceiver Resampler -> gated cross-attention into the LM."""
@@ -191,6 +196,9 @@ class IdeficsFamily(Family):
     def build(self, mp: ModelParams, texts: list[str], seed: int) -> PolicyModel:
         from transformers import IdeficsForVisionText2Text, IdeficsImageProcessorPil, IdeficsProcessor
 
+        from octopus.model.backbones import BACKBONES
+        if mp.preset in BACKBONES:
+            return self._on_backbone(mp, seed)
         preset = get_preset(mp.preset)
         size = mp.image_size or preset.image_size
         if not preset.from_scratch:
@@ -221,6 +229,64 @@ class IdeficsFamily(Family):
         return PolicyModel(self, model, processor.tokenizer, processor,
                            self._spec(processor.tokenizer, size, mp.max_length), {"preset": mp.preset,
                                                                                   "from_scratch": False})
+
+    def _on_backbone(self, mp: ModelParams, seed: int) -> PolicyModel:
+        """Flamingo on a pretrained Llama-architecture LM: its weights mapped 1:1 into Idefics' decoder (the KV heads
+        of grouped-query attention repeated, as Idefics has none), a vision encoder, Perceiver Resampler and gated
+        cross-attention trained from scratch; with the gates at 0 the model is the LM (tested)."""
+        from transformers import (AutoModelForCausalLM, AutoTokenizer, IdeficsConfig, IdeficsForVisionText2Text,
+                                  IdeficsImageProcessorPil, IdeficsProcessor)
+
+        from octopus.model.backbones import backbone_source
+        from octopus.model.hub import hub_error, resolve
+        from octopus.model.inputs import chat_format
+        from octopus.model.presets import BACKBONE_VISION
+        name = mp.name_or_path or backbone_source(mp.preset)
+        source = resolve(name)
+        try:
+            tok = AutoTokenizer.from_pretrained(source)
+            lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        except (OSError, ValueError) as err:
+            raise hub_error(name, err) from None
+        c = lm.config
+        if c.model_type != "llama":
+            raise ModelError(f"{name}: the idefics family builds on a Llama-architecture LM, this is {c.model_type!r} "
+                             "(use model.family smolvlm, whose connector feeds any causal LM)")
+        v = BACKBONE_VISION
+        size = mp.image_size or v["image_size"]
+        heads, kv_heads = c.num_attention_heads, c.num_key_value_heads or c.num_attention_heads
+        config = IdeficsConfig(
+            vocab_size=c.vocab_size, additional_vocab_size=0, hidden_size=c.hidden_size,
+            intermediate_size=c.intermediate_size, num_hidden_layers=c.num_hidden_layers, num_attention_heads=heads,
+            rms_norm_eps=c.rms_norm_eps, rope_parameters=dict(c.rope_parameters), max_position_embeddings=
+            c.max_position_embeddings, tie_word_embeddings=c.tie_word_embeddings, cross_layer_interval=
+            min(v["cross_layer_interval"], c.num_hidden_layers), qk_layer_norms=False, alpha_initializer="zeros", alpha_type="float",
+            pad_token_id=c.pad_token_id if c.pad_token_id is not None else tok.eos_token_id,
+            bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, use_cache=True, freeze_text_layers=False,
+            freeze_vision_layers=False, freeze_lm_head=False, use_resampler=True,
+            perceiver_config=dict(v["perceiver"]),
+            vision_config=dict(v["vision"], image_size=size, num_channels=3, hidden_act="gelu"))
+        torch.manual_seed(seed)
+        model = IdeficsForVisionText2Text(config)
+        state = lm.state_dict()
+        group = heads // kv_heads
+        for key in list(state):
+            if key.endswith(("k_proj.weight", "v_proj.weight")) and group > 1:  # (kv*d, h) -> (heads*d, h)
+                w = state[key]
+                state[key] = w.view(kv_heads, -1, w.shape[1]).repeat_interleave(group, 0).reshape(-1, w.shape[1])
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        lm_missing = [k for k in missing if not k.startswith(_NEW_IN_IDEFICS) and k != "lm_head.weight"]
+        if lm_missing or unexpected:
+            raise ModelError(f"{name}: its weights do not map onto Idefics' decoder (missing {lm_missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        model.tie_weights()
+        image_processor = IdeficsImageProcessorPil(image_size=size, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+        processor = IdeficsProcessor(image_processor=image_processor, tokenizer=tok, image_size=size)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        spec = InputSpec(size, mp.max_length, CLIP_MEAN, CLIP_STD, -1, -1, tok.bos_token_id, tok.eos_token_id, pad,
+                         **chat_format(tok), image_tokens=False)
+        return PolicyModel(self, model, tok, processor, spec, {"preset": mp.preset, "from_scratch": False,
+                                                                "backbone": name})
 
     def load(self, path: Path, meta: dict) -> PolicyModel:
         from transformers import IdeficsForVisionText2Text, IdeficsProcessor

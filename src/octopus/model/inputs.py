@@ -21,6 +21,9 @@ from octopus.protocol.api import N_VIEWS
 
 RESPONSE_MARK = "\nResponse:\n"   # between the instruction and the response, in training and at inference
 IGNORE = -100
+#: the system turn of chat-templated (pretrained) models: short, since every sample pays for it
+SYSTEM = ("You are Octopus, a household robot's programmer. From the environment message, write Explain, Subtasks, "
+          "Code (a Python function act(robot, env, camera) that calls only the robot API) and Target States.")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class InputSpec:
     bos_token_id: int
     eos_token_id: int
     pad_token_id: int
+    prefix: str = ""               # text before the instruction (a chat model's system and user turn headers)
+    suffix: str = RESPONSE_MARK    # text between the instruction and the response
+    add_bos: bool = True           # a BOS token first (a chat template brings its own start instead)
+    image_tokens: bool = True      # <image> markers in the text; False: none, every token attends to all 10 views
 
 
 @dataclass
@@ -62,16 +69,39 @@ def resize_views(views: np.ndarray, size: int) -> np.ndarray:
 def encode(spec: InputSpec, tokenizer, prompt: str, views: np.ndarray | None,
            response: str | None = None) -> Example:
     """One sample; `response=None` encodes a generation prompt (ends with the response mark)."""
-    head = [spec.bos_token_id]
+    head = prefix_ids(spec, tokenizer)
     image_positions = []
-    for _ in range(N_VIEWS):
+    if getattr(spec, "image_tokens", True):
+        for _ in range(N_VIEWS):
+            head.append(spec.fake_token_id)
+            image_positions.append(len(head))
+            head.append(spec.image_token_id)
         head.append(spec.fake_token_id)
-        image_positions.append(len(head))
-        head.append(spec.image_token_id)
-    head.append(spec.fake_token_id)
     ids, labels, cut = layout(spec, tokenizer, head, prompt, response)
     px = None if views is None else resize_views(views, spec.image_size)
     return Example(ids, labels, image_positions, px, cut)
+
+
+def chat_format(tokenizer, system: str = SYSTEM) -> dict:
+    """The spec fields (`prefix`, `suffix`, `add_bos`) that wrap an instruction in the tokenizer's chat template
+    (a system turn, the user turn, then the assistant's), or the plain layout when it has none."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        return {"prefix": "", "suffix": RESPONSE_MARK, "add_bos": True}
+    cut = "\x00INSTRUCTION\x00"
+    text = tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": cut}],
+                                         add_generation_prompt=True, tokenize=False)
+    if text.count(cut) != 1:
+        raise ValueError(f"{type(tokenizer).__name__}'s chat template does not place the user's message once")
+    prefix, suffix = text.split(cut)
+    return {"prefix": prefix, "suffix": suffix, "add_bos": False}
+
+
+def prefix_ids(spec, tokenizer) -> list[int]:
+    """What comes before the instruction: BOS (plain layout) or the chat template's headers."""
+    head = [spec.bos_token_id] if getattr(spec, "add_bos", True) else []
+    prefix = getattr(spec, "prefix", "")
+    return head + (tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else [])
 
 
 def layout(spec: InputSpec, tokenizer, head: list[int], prompt: str,
@@ -81,7 +111,7 @@ def layout(spec: InputSpec, tokenizer, head: list[int], prompt: str,
     An instruction too long for `spec.max_length` loses its middle: its start (inventory, goal; the
     observed objects of a blind policy's message) and its end (error, request) are kept."""
     text = tokenizer(prompt.rstrip("\n"), add_special_tokens=False)["input_ids"]
-    mark = tokenizer(RESPONSE_MARK, add_special_tokens=False)["input_ids"]
+    mark = tokenizer(getattr(spec, "suffix", RESPONSE_MARK), add_special_tokens=False)["input_ids"]
     answer = [] if response is None else tokenizer(response, add_special_tokens=False)["input_ids"] + [
         spec.eos_token_id]
     budget = spec.max_length - len(head) - len(mark) - len(answer)
@@ -113,6 +143,9 @@ def collate(spec: InputSpec, examples: list[Example], pad_left: bool = False) ->
     batch, offsets = pad(examples, spec.pad_token_id, pad_left)
     img_mask = torch.zeros((*batch["input_ids"].shape, N_VIEWS), dtype=torch.long)
     for b, (ex, off) in enumerate(zip(examples, offsets)):
+        if not ex.image_positions:  # no markers: every token attends to every view
+            img_mask[b, off:off + len(ex.input_ids)] = 1
+            continue
         pos = torch.arange(len(ex.input_ids)).unsqueeze(1)
         img_mask[b, off:off + len(ex.input_ids)] = (pos >= torch.tensor(ex.image_positions).unsqueeze(0)).long()
     return {**batch, "image_attention_mask": img_mask, "pixel_values": pixel_tensor(spec, [ex.views for ex in examples])}

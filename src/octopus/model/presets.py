@@ -99,3 +99,15 @@ def preset_config(name: str, vocab_size: int | None = None, pad_id: int = 0, bos
         freeze_text_layers=False, freeze_vision_layers=False, freeze_lm_head=False,
         use_resampler=p.perceiver["use_resampler"], perceiver_config=dict(p.perceiver),
         vision_config=dict(p.vision, image_size=size, num_channels=3, hidden_act="gelu"))
+
+
+#: the vision side of a policy built on a pretrained LM (`model.preset` a backbone): trained from scratch (no
+#: pretrained vision weights ship in a registry package). ~2M parameters at 96 px: 36 patches per view, 16
+#: latents per view (idefics); cross-attention every 5 of SmolLM2's 30 layers (~171M parameters in all).
+BACKBONE_VISION: dict[str, Any] = {
+    "image_size": 96,
+    "cross_layer_interval": 5,
+    "vision": dict(embed_dim=192, intermediate_size=768, patch_size=16, num_hidden_layers=4, num_attention_heads=6),
+    "perceiver": dict(use_resampler=True, resampler_n_latents=16, resampler_depth=2, resampler_n_heads=4,
+                      resampler_head_dim=48),
+}

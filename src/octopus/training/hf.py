@@ -1,6 +1,6 @@
 """What every stage's Hugging Face Trainer shares: the device and precision flags, and quiet logs.
 
-    cfg = SFTConfig(..., **trainer_flags("auto"))      # bf16 on a GPU that has it, fp32 on a CPU, ...
+    cfg = SFTConfig(..., **trainer_flags("auto"))      # bf16 where the chip computes it natively, else fp32, ...
     trainer = quiet(SFTTrainer(...), "sft-octopus")     # one short line per log on stderr; steps as the
                                                         # Prefect progress artifact octopus-sft-octopus-progress
 """
@@ -12,19 +12,13 @@ import sys
 import torch
 from transformers import TrainerCallback
 
+from octopus.model.device import PrecisionError, resolve_precision
 from octopus.progress import RunProgress
 
 
-class PrecisionError(ValueError):
-    """A precision this machine cannot train in."""
-
-
 def precision_flags(precision: str, field: str = "sft.precision") -> dict[str, bool]:
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    if precision in ("bf16", "fp16") and not cuda:
-        raise PrecisionError(f"{field} {precision} needs a GPU; use fp32 (or auto) on a CPU")
+    """The Trainer's bf16/fp16 flags (on a CPU, bf16 is autocast with fp32 master weights)."""
+    precision = resolve_precision(precision, field)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

@@ -144,7 +144,7 @@ def train_reward(params: Params, dataset_dir: str | Path, out_dir: str | Path,
     train_s = time.perf_counter() - t0
     if not math.isfinite(result.training_loss):
         raise RewardError(f"training diverged (loss {result.training_loss}); lower reward.learning_rate")
-    rm.model = trainer.accelerator.unwrap_model(trainer.model)
+    rm.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     rm.model.eval()
 
     t0 = time.perf_counter()

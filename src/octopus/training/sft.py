@@ -94,12 +94,14 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
                  callbacks: list | None = None, run_name: str | None = None):
     """The SFTTrainer for this run (model's own loss on response tokens; our vision collator)."""
     from trl import SFTConfig, SFTTrainer
-    from transformers import Trainer
 
     class OctopusSFTTrainer(SFTTrainer):
-        # the model's own causal-LM loss (labels are -100 off the response), not TRL's chunked head
+        # the loss on response tokens, their logits only (not TRL's chunked head, not the whole vocabulary at
+        # every prompt position: a 49k-token head at 1,000 positions is a fifth of a 135M model's compute)
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            scaled = num_items_in_batch if self.model_accepts_loss_kwargs else None
+            loss, outputs = response_loss(model, inputs, scaled)
+            return (loss, outputs) if return_outputs else loss
 
     s = params.sft
     cfg = SFTConfig(
@@ -120,6 +122,22 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
                              data_collator=IndexedCollator(pm, train_examples + val_examples),
                              processing_class=pm.tokenizer,
                              callbacks=callbacks), progress=cfg.run_name)
+
+
+def response_loss(model, inputs: dict, num_items: Any = None) -> tuple[torch.Tensor, Any]:
+    """Next-token cross-entropy on the labelled (response) tokens, with logits computed at those positions only
+    (`logits_to_keep` as a boolean mask); the mean, or the sum over `num_items` (the Trainer's count across
+    gradient accumulation). Returns (loss, the model's outputs)."""
+    inputs = dict(inputs)
+    labels = inputs.pop("labels")
+    target = labels[:, 1:]
+    wanted = target != IGNORE
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = wanted
+    outputs = model(**inputs, logits_to_keep=keep)
+    nats = torch.nn.functional.cross_entropy(outputs.logits.float(), target[wanted], reduction="sum")
+    denominator = num_items if num_items is not None else wanted.sum().clamp(min=1)
+    return nats / denominator, outputs
 
 
 def fit(trainer, what: str) -> tuple[Any, float]:
@@ -161,7 +179,7 @@ def pretrain_text(pm: PolicyModel, train_examples: list, val_examples: list, par
                            run_name=f"{run_name or 'sft'}-text-pretrain")
     result, train_s = fit(trainer, "text pretraining")
     val = trainer.evaluate()["eval_loss"] if val_examples else None
-    pm.model = trainer.accelerator.unwrap_model(pm.model)
+    pm.model = trainer.accelerator.unwrap_model(pm.model, keep_fp32_wrapper=False)
     with torch.no_grad():
         for n, p in pm.model.named_parameters():
             if n in opened:
@@ -342,14 +360,16 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     steps to use instead of the dataset's own split (`octopus bench scaling`)."""
     s, t_start = params.sft, time.perf_counter()
     if split is None:
-        steps = builders.read_steps(dataset_dir, s.rows)
-        if s.max_samples:
-            steps = steps[:s.max_samples]
-        train, val = builders.sft_split(steps, s.val_fraction, s.seed)
+        train, val = builders.sft_split(builders.read_steps(dataset_dir, s.rows), s.val_fraction, s.seed)
     else:
         train, val = split
+    if s.max_samples and len(train) > s.max_samples:  # a seeded sample, spread over every training task
+        train = builders.sample_steps(train, s.max_samples, s.seed)
     if not train:
         raise SFTError(f"no training steps left after holding out {s.val_fraction:.0%} of tasks")
+    val_all = val
+    if s.val_steps is not None and len(val) > s.val_steps:  # what validation loss and goal reading are measured on
+        val = builders.sample_steps(val, s.val_steps, s.seed)
     log(f"sft: {len(train)} train / {len(val)} validation steps ({s.rows}) from {dataset_dir}")
     renamed = 0
     if s.rename_objects > 0:
@@ -390,12 +410,12 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     main = trainer.is_world_process_zero()  # under `accelerate launch`, one process writes
     if not main:
         return {"metrics": {}, "curve": curve, "main": False}
-    pm.model = trainer.accelerator.unwrap_model(pm.model)
+    pm.model = trainer.accelerator.unwrap_model(pm.model, keep_fp32_wrapper=False)
     quality = generation_quality(pm, val, val_ex, params, quality_samples) if val_ex else {"generated": 0}
     reading = goal_reading(pm, val, val_ex, params.model.batch_size) if val_ex else {"steps": 0}
     log(f"sft: goal reading: held-out response loss {reading.get('own_goal_loss')} with the own Task Goal, "
         f"{reading.get('swapped_goal_loss')} with another's")
-    rollouts, episodes = (val_rollouts(pm, val, params, suite_path, log) if suite_path is not None
+    rollouts, episodes = (val_rollouts(pm, val_all, params, suite_path, log) if suite_path is not None
                           and s.val_rollouts else (None, []))
     save_checkpoint(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
                                         "data": builders.fingerprint(train)}, episodes)

@@ -77,7 +77,7 @@ def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str 
     t0 = time.perf_counter()
     trainer.train()
     log(f"rlef dpo: {len(pairs)} pairs x {rp.dpo_epochs} epoch(s) in {time.perf_counter() - t0:.0f} s")
-    pm.model = trainer.accelerator.unwrap_model(trainer.model)
+    pm.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     pm.model.eval()
     rows = []
     for h in trainer.state.log_history:
