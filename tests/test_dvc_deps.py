@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: stage -> (the modules it enters through, what it never runs). The CLI is a thin shell and is left out; the
 #: teacher registry of collect imports the trained-policy agent (and so the model) lazily, never for a teacher.
 STAGES = {
+    "backbone": (["octopus.model.backbones"], []),
     "tasks": (["octopus.sim.tasks_stage"], []),
     "collect": (["octopus.data.flow"], ["octopus.agents.learned", "octopus.model"]),
     "validate": (["octopus.validation.stage", "octopus.validation"], []),
