@@ -222,6 +222,8 @@ class SFTParams:
     group_by_length: bool = _f(False, "batch steps of similar length together: less padding, 1.1-1.7x faster, "
                                "but worse held-out loss and rollouts on the tiny presets (measured)")
     learning_rate: float = _f(2e-3, "peak learning rate (cosine decay after warmup)", lo=0.0, hi=1.0)
+    new_modules_lr_scale: float = _f(10.0, "on a pretrained LM, the vision encoder and connector (trained from "
+                                     "scratch) learn at this multiple of learning_rate", lo=0.0, hi=1000.0)
     warmup_ratio: float = _f(0.05, "share of steps spent warming up", lo=0.0, hi=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", lo=0.0, hi=1.0)
     val_fraction: float = _f(0.1, "share of training TASKS held out for validation loss", lo=0.0, hi=0.9)

@@ -65,6 +65,24 @@ def test_loss_is_the_models_own_on_response_tokens(tmp_path):
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
+def test_on_a_pretrained_lm_the_new_modules_learn_at_a_higher_rate(tmp_path):
+    p = _params(sft={"learning_rate": 1e-4, "new_modules_lr_scale": 10.0})
+    pm = build_model(p.model, TEXTS, seed=0)
+    pm.meta["from_scratch"] = False  # as if its LM were pretrained
+    ex = pm.encode(prompt(), views(0), response())
+    trainer = make_trainer(pm, [ex], [], p, tmp_path)
+    optimizer = trainer.create_optimizer()
+    by_id = {id(q): n for n, q in pm.model.named_parameters()}
+    rates = {by_id[id(q)]: g["lr"] for g in optimizer.param_groups for q in g["params"]}
+    groups = pm.groups()
+    assert {rates[n] for n in rates if groups[n] == "lm"} == {1e-4}
+    assert all(rates[n] == pytest.approx(1e-3) for n in rates if groups[n] in ("vision", "connector"))
+    assert len(rates) == sum(1 for q in pm.model.parameters() if q.requires_grad)  # every parameter once
+    pm.meta["from_scratch"] = True  # a from-scratch model: one rate for all
+    trainer = make_trainer(pm, [ex], [], p, tmp_path)
+    assert {g["lr"] for g in trainer.create_optimizer().param_groups} == {1e-4}
+
+
 @pytest.mark.parametrize("family", ["idefics", "text"])
 def test_prompt_loss_labels_the_instruction_but_never_the_views_or_special_tokens(family):
     p = _params(model={"family": family})

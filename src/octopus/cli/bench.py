@@ -46,13 +46,23 @@ def sft_bench(as_json: bool = typer.Option(False, "--json", help="print the numb
                 repeats: int = typer.Option(3, help="timed runs per trainer (the median is reported)"),
                 inference: bool = typer.Option(True, help="also time generation with the trained policy"),
                 policy: str = typer.Option("octopus", help="which entry of `policies` to benchmark"),
+                kinds: str = typer.Option("octopus,trainer,trl_default,grouped", help="trainers to time: octopus "
+                                          "(the stage's), trainer (plain transformers), trl_default, grouped"),
+                precisions: str = typer.Option("auto", help="precisions to time, comma-separated: auto, bf16, fp32 "
+                                               "(bf16,fp32 also reports their ratio)"),
                 params: Path = PARAMS) -> None:
-    """SFT throughput (ours vs a plain transformers.Trainer vs TRL's default loss) and policy responses/s
-    (with the policy's checkpoint models/sft/POLICY, when it exists)."""
+    """SFT throughput (ours vs a plain transformers.Trainer vs TRL's default loss; bf16 vs fp32), the share of
+    this machine's matmul rate it reaches, and policy responses/s (with models/sft/POLICY, when it exists)."""
+    from octopus.cli.common import fail
+    from octopus.model.device import PrecisionError
     from octopus.training.sft_bench import run_inference_bench, run_train_bench
     p = params_of(params, policy)
-    report = run_train_bench(p, paths.DATASET, steps, repeats)
-    if inference:
+    split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())  # noqa: E731
+    try:
+        report = run_train_bench(p, paths.DATASET, steps, repeats, split(kinds), split(precisions))
+    except PrecisionError as err:
+        fail(str(err))
+    if inference and paths.sft_model(policy).exists():
         report["inference"] = run_inference_bench(p, paths.sft_model(policy), paths.DATASET)
     print_report(report, as_json)
 

@@ -95,7 +95,18 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
     """The SFTTrainer for this run (model's own loss on response tokens; our vision collator)."""
     from trl import SFTConfig, SFTTrainer
 
+    scaled_lr = set()  # vision and connector on a pretrained LM: new modules, trained at a higher rate
+    if params.sft.new_modules_lr_scale != 1 and not pm.meta.get("from_scratch", True):
+        scaled_lr = {n for n, g in pm.groups().items() if g in ("vision", "connector")}
+
     class OctopusSFTTrainer(SFTTrainer):
+        def create_optimizer(self, model=None):
+            optimizer = super().create_optimizer(model)
+            if scaled_lr and not getattr(optimizer, "_octopus_scaled", False):
+                scale_lr(optimizer, self.model if model is None else model, scaled_lr, params.sft.new_modules_lr_scale)
+                optimizer._octopus_scaled = True
+            return optimizer
+
         # the loss on response tokens, their logits only (not TRL's chunked head, not the whole vocabulary at
         # every prompt position: a 49k-token head at 1,000 positions is a fifth of a 135M model's compute)
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -122,6 +133,18 @@ def make_trainer(pm: PolicyModel, train_examples: list, val_examples: list, para
                              data_collator=IndexedCollator(pm, train_examples + val_examples),
                              processing_class=pm.tokenizer,
                              callbacks=callbacks), progress=cfg.run_name)
+
+
+def scale_lr(optimizer, model, names: set[str], scale: float) -> None:
+    """Move the parameters named in `names` into param groups of their own at `scale` times their group's rate
+    (before the scheduler is made, so its schedule applies to them too)."""
+    chosen = {id(p) for n, p in model.named_parameters() if n.removeprefix("base_model.model.") in names or n in names}
+    for group in list(optimizer.param_groups):
+        moved = [p for p in group["params"] if id(p) in chosen]
+        if moved:
+            group["params"] = [p for p in group["params"] if id(p) not in chosen]
+            optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"}, "params": moved,
+                                       "lr": group["lr"] * scale})
 
 
 def response_loss(model, inputs: dict, num_items: Any = None) -> tuple[torch.Tensor, Any]:
