@@ -167,3 +167,20 @@ def test_chat_format_wraps_the_instruction_in_the_template(chat_lm):
     assert fmt["prefix"].startswith("<s>system\nYou are Octopus") and fmt["prefix"].endswith("<s>user\n")
     assert fmt["suffix"] == "</s>\n<s>assistant\n" and fmt["add_bos"] is False
     assert np.asarray(views(0)).shape[0] == 10
+
+
+@pytest.mark.parametrize("family", ["idefics", "smolvlm"])
+def test_lora_adapts_the_lm_and_never_the_vision_tower(family, chat_lm):
+    """Connector + LoRA (paper Fig. 6a's middle mode): adapters on the LM's projections, the new vision tower and
+    connector trained in full, the LM's own weights frozen."""
+    from octopus.config import Params, SFTParams
+    from octopus.training.sft import apply_lora
+    pm = build_model(_params(family, chat_lm), [], seed=0)
+    set_finetune_mode(pm, "connector")
+    apply_lora(pm, Params(sft=SFTParams(lora=True, lora_r=4, lora_alpha=8)))
+    adapted = [n for n, _ in pm.model.named_parameters() if ".lora_" in n]
+    assert adapted and not [n for n in adapted if "vision_model" in n]
+    trained = {n for n, p in pm.model.named_parameters() if p.requires_grad}
+    groups = pm.groups()
+    assert {groups[n] for n in trained} == {"vision", "connector", "lm"}  # lm: the adapters only
+    assert all(".lora_" in n for n in trained if groups[n] == "lm")

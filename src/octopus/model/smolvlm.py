@@ -88,7 +88,8 @@ class SmolVLMFamily(Family):
                 lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
             except (OSError, ValueError) as err:
                 raise hub_error(name, err) from None
-            chat, meta = chat_format(tok), {"preset": mp.preset, "from_scratch": False, "backbone": name}
+            chat, meta = chat_format(tok), {"preset": mp.preset, "from_scratch": False, "vision_from_scratch": True,
+                                            "backbone": name}
         elif mp.preset == "tiny":
             from octopus.model.tokenizer import train_tokenizer
             tok = train_tokenizer(texts, mp.vocab_size, mp.split_names)

@@ -213,12 +213,16 @@ def pretrain_text(pm: PolicyModel, train_examples: list, val_examples: list, par
             "train_s": round(train_s, 2), "train_loss_mean": round(result.training_loss, 4), "val_loss": _r(val)}
 
 
+#: the LM's attention and MLP projections, never the vision tower's (SigLIP and CLIP name theirs alike)
+LORA_TARGETS = r"^(?!.*vision_model).*\.layers\.\d+\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+
+
 def apply_lora(pm: PolicyModel, params: Params) -> None:
     """LoRA adapters on the LM's projections; the connector (and vision in `full`) keep training in full."""
     from peft import LoraConfig, get_peft_model
     s = params.sft
     keep = [n for n, p in pm.model.named_parameters() if p.requires_grad and pm.groups()[n] != "lm"]
-    targets = r".*\.layers\.\d+\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    targets = LORA_TARGETS
     pm.model = get_peft_model(pm.model, LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.0,
                                                    target_modules=targets, bias="none"))
     wanted = {f"base_model.model.{n}" for n in keep}

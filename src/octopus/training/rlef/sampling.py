@@ -32,8 +32,7 @@ class Batch:
     response_mask: torch.Tensor           # (B, T): 1 up to and including the end-of-sequence token
     logprobs: torch.Tensor                # (B, T) recorded while sampling (0 off the mask)
     texts: list[str]
-    pixel_values: torch.Tensor | None = None
-    image_attention_mask: torch.Tensor | None = None
+    vision: dict[str, torch.Tensor] | None = None   # the family's image inputs (pixel_values, its masks), per row
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -44,10 +43,10 @@ class Batch:
 
     def select(self, idx: Sequence[int]) -> "Batch":
         idx_t = torch.as_tensor(list(idx), dtype=torch.long)
-        pick = lambda t: None if t is None else t[idx_t]  # noqa: E731
+        vision = None if self.vision is None else {k: v[idx_t] for k, v in self.vision.items()}
         return Batch([self.states[i] for i in idx], self.input_ids[idx_t], self.attention_mask[idx_t],
                      self.prompt_length, self.response_mask[idx_t], self.logprobs[idx_t],
-                     [self.texts[i] for i in idx], pick(self.pixel_values), pick(self.image_attention_mask))
+                     [self.texts[i] for i in idx], vision)
 
 
 class ValueHead(nn.Module):
@@ -125,12 +124,12 @@ def sample(pm: PolicyModel, model, states: list, max_new_tokens: int, temperatur
             row = row[:-1]
         texts.append(pm.tokenizer.decode(row, skip_special_tokens=True))
     response = response.masked_fill(mask == 0, pm.spec.pad_token_id)
-    image_mask = inputs.get("image_attention_mask")
-    if image_mask is not None:  # every response token sees all the views, as in generation
-        image_mask = torch.cat([image_mask, image_mask[:, -1:].expand(-1, t, -1)], 1)
+    vision = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    if "image_attention_mask" in vision:  # Idefics: every response token sees all the views, as in generation
+        image_mask = vision["image_attention_mask"]
+        vision["image_attention_mask"] = torch.cat([image_mask, image_mask[:, -1:].expand(-1, t, -1)], 1)
     return Batch(list(states), torch.cat([inputs["input_ids"], response], 1),
-                 torch.cat([inputs["attention_mask"], mask], 1), p, mask, logprobs, texts,
-                 inputs.get("pixel_values"), image_mask)
+                 torch.cat([inputs["attention_mask"], mask], 1), p, mask, logprobs, texts, vision or None)
 
 
 def score(pm: PolicyModel, model, batch: Batch, temperature: float, value_head: ValueHead | None = None,
@@ -139,9 +138,9 @@ def score(pm: PolicyModel, model, batch: Batch, temperature: float, value_head: 
     kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
               "position_ids": position_ids(batch.attention_mask), "use_cache": False,
               "output_hidden_states": value_head is not None}
-    if batch.pixel_values is not None:
-        kwargs["pixel_values"] = batch.pixel_values.to(model.dtype)
-        kwargs["image_attention_mask"] = batch.image_attention_mask
+    if batch.vision:
+        kwargs.update(batch.vision)
+        kwargs["pixel_values"] = batch.vision["pixel_values"].to(model.dtype)
     out = model(**kwargs)
     p = batch.prompt_length
     logits = out.logits[:, p - 1:-1].float()
