@@ -319,3 +319,32 @@ def test_the_rollout_sample_alternates_paper_style_and_procedural_tasks():
     order = held_out_tasks(val, 23, seed=0)
     assert [t for t in mixed if t.startswith("procedural_")] == [t for t in order if t.startswith("procedural_")][:5]
     assert plain == order[:8] and held_out_tasks(val, 0, seed=0, stratify=True) == []
+
+
+@pytest.mark.parametrize("family", ["smolvlm", "text"])
+def test_sft_on_a_pretrained_lm_trains_saves_and_loads(tmp_path, family, no_recompute):
+    """The stage on a backbone-style preset (a tiny local chat LM through model.name_or_path): trains in the LM's
+    chat format, lowers the held-out loss and saves a checkpoint that loads as a policy."""
+    from octopus.model.policy import Policy
+    from tests.model.test_pretrained import CHAT
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from octopus.model.tokenizer import train_tokenizer
+    tok = train_tokenizer(TEXTS * 4, 400)
+    tok.chat_template = CHAT
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                                 pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                 eos_token_id=tok.eos_token_id)).save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    data = dataset.write_dataset(tmp_path / "dataset", dataset.base_shards(SIZE))
+    p = _params(model={"family": family, "preset": "smollm2-135m", "name_or_path": str(tmp_path / "lm"),
+                       "max_length": 768, "image_size": 48}, sft={"epochs": 3, "learning_rate": 3e-3, "eval_every": 1000})
+    out = train_sft(p, data, tmp_path / "sft", log=lambda s: None, quality_samples=2)
+    m = out["metrics"]
+    assert m["val_loss"] < m["val_loss_start"] and m["trainable_parameters"] == m["parameters"]
+    policy = Policy.from_pretrained(tmp_path / "sft")
+    assert policy.pm.meta["from_scratch"] is False and policy.pm.spec.prefix.startswith("<s>system")
+    obs = {"text": prompt(), "views": views(0)} if family == "smolvlm" else {"message": prompt()}
+    assert isinstance(policy.respond(obs), str)

@@ -31,6 +31,16 @@ def trainer_flags(precision: str, field: str = "sft.precision") -> dict:
             "dataloader_pin_memory": False, "disable_tqdm": True, **precision_flags(precision, field)}
 
 
+def trained_model(trainer, model=None):
+    """The model a Trainer trained, as a plain module again: accelerate leaves `forward` wrapped in autocast (a
+    precision the caller did not ask for) and its own unwrapping also strips transformers' decorators of the
+    forward (its `return_dict` handling): the instance attributes it set go, the class's forward comes back."""
+    model = trainer.accelerator.unwrap_model(trainer.model if model is None else model)
+    for attr in ("forward", "_original_forward", "_converted_to_transformer_engine"):
+        model.__dict__.pop(attr, None)
+    return model
+
+
 class StderrLogs(TrainerCallback):
     """Trainer logs as one short line on stderr (stdout stays clean for --json output)."""
 

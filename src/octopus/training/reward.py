@@ -107,7 +107,7 @@ def train_reward(params: Params, dataset_dir: str | Path, out_dir: str | Path,
     """Train r_phi, save it to `out_dir` (replaced atomically), return {"metrics", "curve"}."""
     from trl import RewardConfig, RewardTrainer
 
-    from octopus.training.hf import quiet, trainer_flags
+    from octopus.training.hf import quiet, trained_model, trainer_flags
 
     rp, t_start = params.reward, time.perf_counter()
     nodes = preferences.read_nodes(dataset_dir)
@@ -144,7 +144,7 @@ def train_reward(params: Params, dataset_dir: str | Path, out_dir: str | Path,
     train_s = time.perf_counter() - t0
     if not math.isfinite(result.training_loss):
         raise RewardError(f"training diverged (loss {result.training_loss}); lower reward.learning_rate")
-    rm.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    rm.model = trained_model(trainer)
     rm.model.eval()
 
     t0 = time.perf_counter()

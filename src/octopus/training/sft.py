@@ -15,6 +15,7 @@ Two things differ from a stock SFTTrainer run, both for this model (DESIGN.md, t
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
@@ -31,11 +32,12 @@ import torch
 from octopus import paths
 from octopus.config import Params
 from octopus.data import builders
+from octopus.model.device import resolve_precision
 from octopus.model.factory import PolicyModel, build_model, get_family, set_finetune_mode, train_only
 from octopus.model.inputs import IGNORE
 from octopus.files import replace_dir, write_json
 from octopus.training import augment
-from octopus.training.hf import StderrLogs, quiet, trainer_flags  # noqa: F401 - also the sft API
+from octopus.training.hf import StderrLogs, quiet, trained_model, trainer_flags  # noqa: F401 - also the sft API
 
 
 class SFTError(RuntimeError):
@@ -202,7 +204,7 @@ def pretrain_text(pm: PolicyModel, train_examples: list, val_examples: list, par
                            run_name=f"{run_name or 'sft'}-text-pretrain")
     result, train_s = fit(trainer, "text pretraining")
     val = trainer.evaluate()["eval_loss"] if val_examples else None
-    pm.model = trainer.accelerator.unwrap_model(pm.model, keep_fp32_wrapper=False)
+    pm.model = trained_model(trainer, pm.model)
     with torch.no_grad():
         for n, p in pm.model.named_parameters():
             if n in opened:
@@ -271,7 +273,7 @@ NO_PLAN = re.compile(r"^Original Subtasks: None$", re.M)
 
 
 @torch.no_grad()
-def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size: int = 8) -> dict:
+def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size: int = 4) -> dict:
     """Does the policy read the task? The response loss (nats per token) on held-out steps with their own
     Task Goal, and with the Task Goal line of the next held-out step of another goal (views and the rest of
     the instruction unchanged). A policy that writes its plan from the goal pays for the wrong one: `gap`
@@ -298,13 +300,17 @@ def goal_reading(pm: PolicyModel, steps: list[dict], examples: list, batch_size:
         for batch in ([examples[i] for i, _ in chunk],
                       [pm.encode(text, examples[i].views, steps[i]["response"]) for i, text in chunk]):
             b = {k: v.to(device) for k, v in pm.collate(batch).items()}
-            labels = b.pop("labels")[:, 1:]
             if "pixel_values" in b:
                 b["pixel_values"] = b["pixel_values"].to(pm.model.dtype)
-            logits = pm.model(**b).logits[:, :-1].float()
-            nats = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
-            mask = labels != IGNORE
-            per.append(((nats * mask).sum(1).tolist(), mask.sum(1).tolist()))
+            target = b["labels"][:, 1:]
+            mask = target != IGNORE
+            keep = torch.zeros_like(b["labels"], dtype=torch.bool)
+            keep[:, :-1] = mask
+            b.pop("labels")
+            logits = pm.model(**b, logits_to_keep=keep).logits.float()  # (response tokens, vocabulary)
+            nats = torch.nn.functional.cross_entropy(logits, target[mask], reduction="none")
+            rows = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(mask)[mask]
+            per.append((torch.zeros(len(batch), device=device).index_add_(0, rows, nats).tolist(), mask.sum(1).tolist()))
         sums += [(o, w, n) for o, w, n in zip(per[0][0], per[1][0], per[0][1])]
     pm.model.train(was)
 
@@ -437,15 +443,21 @@ def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work
     main = trainer.is_world_process_zero()  # under `accelerate launch`, one process writes
     if not main:
         return {"metrics": {}, "curve": curve, "main": False}
-    pm.model = trainer.accelerator.unwrap_model(pm.model, keep_fp32_wrapper=False)
+    pm.model = trained_model(trainer, pm.model)
+    trainer.optimizer = trainer.lr_scheduler = None  # the optimizer state is not needed to generate: free it
+    gc.collect()
+    # the trained policy is saved first: an evaluation below that fails (or runs out of memory) loses nothing
+    save_checkpoint(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
+                                        "data": builders.fingerprint(train)}, [])
     quality = generation_quality(pm, val, val_ex, params, quality_samples) if val_ex else {"generated": 0}
-    reading = goal_reading(pm, val, val_ex, params.model.batch_size) if val_ex else {"steps": 0}
+    with torch.autocast(str(trainer.args.device.type), dtype=torch.bfloat16,
+                        enabled=resolve_precision(s.precision) == "bf16"):
+        reading = goal_reading(pm, val, val_ex) if val_ex else {"steps": 0}
     log(f"sft: goal reading: held-out response loss {reading.get('own_goal_loss')} with the own Task Goal, "
         f"{reading.get('swapped_goal_loss')} with another's")
     rollouts, episodes = (val_rollouts(pm, val_all, params, suite_path, log) if suite_path is not None
                           and s.val_rollouts else (None, []))
-    save_checkpoint(pm, Path(out_dir), {"params": {"model": asdict(params.model), "sft": asdict(s)},
-                                        "data": builders.fingerprint(train)}, episodes)
+    save_val_episodes(Path(out_dir), episodes)
     epochs = trainer.state.epoch or 0.0
     samples = len(train_ex) * epochs
     metrics = {

@@ -29,7 +29,7 @@ from octopus.config import Params
 from octopus.data import builders
 from octopus.model.device import resolve_precision
 from octopus.model.factory import build_model, set_finetune_mode
-from octopus.training.hf import trainer_flags
+from octopus.training.hf import trained_model, trainer_flags
 from octopus.training.sft import (IndexedCollator, _index_dataset, encode_steps, make_trainer, peak_memory_mb, quiet,
                                   tokenizer_texts)
 
@@ -89,7 +89,7 @@ def run_train_bench(params: Params, dataset_dir: str | Path, steps: int = 30, re
                 t0 = time.perf_counter()
                 trainer.train()
                 times[name[(kind, prec)]].append(time.perf_counter() - t0)
-            pm.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+            pm.model = trained_model(trainer)
     n_params = sum(x.numel() for x in pm.model.parameters())
     peak = {r: round(matmul_gflops(torch.bfloat16 if r == "bf16" else torch.float32), 1) for r in set(resolved.values())}
     out = {"model": f"{p.model.family}/{p.model.preset}", "steps": steps, "batch_size": p.sft.batch_size,

@@ -53,7 +53,7 @@ def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str 
     import datasets
     from trl import DPOConfig, DPOTrainer
 
-    from octopus.training.hf import quiet, trainer_flags
+    from octopus.training.hf import quiet, trained_model, trainer_flags
     if not pairs:
         raise ValueError("no preference pairs for DPO (the trees have no failed sibling or failed task)")
     columns: dict[str, list] = {"index": list(range(len(pairs)))}
@@ -77,7 +77,7 @@ def train_dpo(pm: PolicyModel, ref: PolicyModel, pairs: list, rp, work_dir: str 
     t0 = time.perf_counter()
     trainer.train()
     log(f"rlef dpo: {len(pairs)} pairs x {rp.dpo_epochs} epoch(s) in {time.perf_counter() - t0:.0f} s")
-    pm.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    pm.model = trained_model(trainer)
     pm.model.eval()
     rows = []
     for h in trainer.state.log_history:
