@@ -55,8 +55,13 @@ def use_fast_attention(model) -> bool:
     """Switch `model` (and its sub-models) to the grouped decoding attention where it supports SDPA; True if it did."""
     if not getattr(model, "_supports_sdpa", False) or getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # sub-configs without a sub-model of their own (Idefics' perceiver) warn
     try:
         model.set_attn_implementation(NAME)
     except (ValueError, AttributeError, KeyError):
         return False
+    finally:
+        hf_logging.set_verbosity(level)
     return True

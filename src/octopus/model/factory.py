@@ -191,6 +191,8 @@ _NEW_IN_IDEFICS = ("model.vision_model.", "model.perceiver_resampler.", "model.g
 class IdeficsFamily(Family):
     """Flamingo/Otter-style: vision encoder -> Perceiver Resampler -> gated cross-attention into the LM."""
 
+    static_cache = True
+
     _GROUPS = (("model.vision_model.", "vision"), ("model.perceiver_resampler.", "connector"),
                ("model.gated_cross_attn_layers.", "connector"), ("model.embed_tokens.", "lm"),
                ("model.layers.", "lm"), ("model.norm.", "lm"), ("lm_head.", "lm"))

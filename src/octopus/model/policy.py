@@ -121,8 +121,8 @@ class Policy:
                     out[k], self.last_groundings[k] = g.text, g
         return out
 
-    def _cache_kwargs(self) -> dict:
-        """A preallocated KV cache for the large models whose generate() supports it (no copy of the cache per
+    def generate_kwargs(self) -> dict:
+        """generate()'s cache arguments: a preallocated KV cache for the large models whose generate() supports it (no copy of the cache per
         token); the default growing cache otherwise."""
         big = self.model is not self.pm.model or sum(p.numel() for p in self.model.parameters()) >= BF16_MIN_PARAMETERS
         return {"cache_implementation": "static"} if big and self.pm.family.static_cache else {}
@@ -153,7 +153,7 @@ class Policy:
                                   logits_processor=processors,
                                   temperature=self.temperature if sample else None, top_p=None, top_k=None,
                                   use_cache=True, pad_token_id=pm.spec.pad_token_id,
-                                  eos_token_id=pm.spec.eos_token_id, **self._cache_kwargs())
+                                  eos_token_id=pm.spec.eos_token_id, **self.generate_kwargs())
         new = ids[:, batch["input_ids"].shape[1]:]
         texts = []
         for row in new.tolist():

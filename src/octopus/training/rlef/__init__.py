@@ -44,7 +44,7 @@ def rl_config(params: Params, algorithm: str, max_new_tokens: int):
                     adaptive_kl=r.adaptive_kl, target_kl=r.target_kl, kl_horizon=r.kl_horizon, gamma=r.gamma,
                     lam=r.lam, clip_range=r.clip_range, clip_range_value=r.clip_range_value, vf_coef=r.vf_coef,
                     ent_coef=r.ent_coef, max_grad_norm=r.max_grad_norm, temperature=r.temperature,
-                    max_new_tokens=max_new_tokens, seed=r.seed)
+                    max_new_tokens=max_new_tokens, seed=r.seed, precision=params.sft.precision)
 
 
 def load_policy(sft_dir: Path, params: Params):

@@ -65,6 +65,7 @@ class RLConfig:
     temperature: float = 1.0
     max_new_tokens: int = 400
     seed: int = 0
+    precision: str = "auto"       # bf16 autocast for scoring and updates, and a bf16 copy to sample from, where it pays
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
@@ -106,10 +107,15 @@ def group_advantages(scores: torch.Tensor, group: int, estimator: str) -> tuple[
 def train(pm: PolicyModel, ref: PolicyModel, reward_fn: RewardFn, states: list, cfg: RLConfig,
           log: Callable[[str], None] = print, on_update: Callable[[dict], None] | None = None) -> list[dict]:
     """Improve `pm.model` in place; returns one row of statistics per update."""
+    from octopus.model.device import resolve_precision
+    from octopus.model.policy import Policy
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model, device = pm.model, next(pm.model.parameters()).device
     ref.model.eval().requires_grad_(False)
+    bf16 = resolve_precision(cfg.precision, "precision") == "bf16"
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    sampler = Policy(pm, max_new_tokens=cfg.max_new_tokens, precision=cfg.precision)  # what rollouts generate with
     head = ValueHead(hidden_size(pm)).to(device) if cfg.estimator == "gae" else None
     params = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5, weight_decay=0.0)
@@ -123,16 +129,18 @@ def train(pm: PolicyModel, ref: PolicyModel, reward_fn: RewardFn, states: list, 
         pick = rng.choice(len(states), size=per_update, replace=len(states) < per_update)
         batch_states = [states[i] for i in pick for _ in range(cfg.group_size)]
         model.eval()
-        batch = sample(pm, model, batch_states, cfg.max_new_tokens, cfg.temperature,
-                       generator_seed=cfg.seed * 100003 + update)
+        sampler.refresh()
+        batch = sample(pm, sampler.model, batch_states, cfg.max_new_tokens, cfg.temperature,
+                       generator_seed=cfg.seed * 100003 + update, **sampler.generate_kwargs())
         t_sample = time.perf_counter() - t0
-        # ---- 2. reward, reference log-probs, old values
+        # ---- 2. reward; the policy's and the reference's log-probs of the sampled tokens, old values: scored
+        # by the same forward pass as the update's, so the first ratio is 1 whatever precision sampled them
         scores_list, reward_info = reward_fn(batch)
         scores = torch.tensor(scores_list, dtype=torch.float32, device=device)
         mask = batch.response_mask.float()
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             ref_logp, _, _ = score(ref, ref.model, batch, cfg.temperature)
-            old_values = score(pm, model, batch, cfg.temperature, head)[2] if head is not None else None
+            batch.logprobs, _, old_values = score(pm, model, batch, cfg.temperature, head)
         kl_tok = (batch.logprobs - ref_logp) * mask
         t_score = time.perf_counter() - t0 - t_sample
         kl_seq = kl_tok.sum(1)
@@ -156,7 +164,8 @@ def train(pm: PolicyModel, ref: PolicyModel, reward_fn: RewardFn, states: list, 
             for mb in seeded_batches(len(batch), cfg.minibatch_size, rng):
                 sub = batch.select(mb.tolist())
                 m = mask[mb]
-                logp, entropy, values = score(pm, model, sub, cfg.temperature, head, with_entropy=True)
+                with autocast():
+                    logp, entropy, values = score(pm, model, sub, cfg.temperature, head, with_entropy=True)
                 log_ratio = (logp - sub.logprobs) * m
                 ratio = log_ratio.exp()
                 a = adv[mb]

@@ -93,8 +93,9 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(pm: PolicyModel, model, states: list, max_new_tokens: int, temperature: float,
-           generator_seed: int | None = None) -> Batch:
-    """One sampled response per state (greedy when temperature is 0), with its recorded log-probabilities."""
+           generator_seed: int | None = None, **generate_kwargs) -> Batch:
+    """One sampled response per state (greedy when temperature is 0), with its recorded log-probabilities.
+    `model` may be a bf16 copy of the policy (`Policy.model`); `generate_kwargs` go to generate (the cache)."""
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in _prompt_inputs(pm, states).items()}
     if "pixel_values" in inputs:
@@ -107,7 +108,7 @@ def sample(pm: PolicyModel, model, states: list, max_new_tokens: int, temperatur
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=not greedy,
                          temperature=None if greedy else temperature, top_k=None, top_p=None,
                          use_cache=True, pad_token_id=pm.spec.pad_token_id, eos_token_id=pm.spec.eos_token_id,
-                         return_dict_in_generate=True, output_scores=True)
+                         return_dict_in_generate=True, output_scores=True, **generate_kwargs)
     model.train(was_training)
     p = inputs["input_ids"].shape[1]
     response = out.sequences[:, p:]
@@ -141,9 +142,10 @@ def score(pm: PolicyModel, model, batch: Batch, temperature: float, value_head: 
     if batch.vision:
         kwargs.update(batch.vision)
         kwargs["pixel_values"] = batch.vision["pixel_values"].to(model.dtype)
-    out = model(**kwargs)
     p = batch.prompt_length
-    logits = out.logits[:, p - 1:-1].float()
+    t = batch.input_ids.shape[1] - p
+    out = model(**kwargs, logits_to_keep=t + 1)  # the response's positions only (and the last prompt token's)
+    logits = out.logits[:, :-1].float()
     if temperature > 0:
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, -1)
