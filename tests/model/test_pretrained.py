@@ -144,7 +144,7 @@ def test_the_grouped_decoding_attention_matches_sdpa():
     """One query token against a cache, with a padding mask (bool) or an additive one: the same output as SDPA."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from octopus.model.attention import grouped_attention
+    from octopus.model.decoding import grouped_attention
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 6, 1, 8), torch.randn(3, 2, 11, 8), torch.randn(3, 2, 11, 8)
     keep = torch.ones(3, 1, 1, 11, dtype=torch.bool)
@@ -184,3 +184,28 @@ def test_lora_adapts_the_lm_and_never_the_vision_tower(family, chat_lm):
     groups = pm.groups()
     assert {groups[n] for n in trained} == {"vision", "connector", "lm"}  # lm: the adapters only
     assert all(".lora_" in n for n in trained if groups[n] == "lm")
+
+
+@pytest.mark.parametrize("family", ["idefics", "smolvlm", "text"])
+def test_the_growing_cache_generates_what_the_default_cache_does(family, chat_lm):
+    from octopus.model.decoding import GrowingCache, GrowingLayer, use_fast_attention
+    pm = build_model(_params(family, chat_lm), [], seed=0)
+    if family == "idefics":
+        for layer in pm.model.model.gated_cross_attn_layers:
+            layer.alpha_cross_attn.data.fill_(0.5)
+    pm.model.eval()
+    obs = [views(0), views(1)] if family != "text" else [None, None]
+    batch = pm.collate([pm.encode(prompt(), obs[0]), pm.encode(prompt("Put the bacon on the table, then cook it"),
+                                                                  obs[1])], pad_left=True)
+    batch.pop("labels")
+    kw = dict(max_new_tokens=40, do_sample=False, pad_token_id=pm.spec.pad_token_id)
+    old_chunk = GrowingLayer.CHUNK
+    GrowingLayer.CHUNK = 8  # storage grows several times within 40 tokens
+    try:
+        with torch.no_grad():
+            want = pm.model.generate(**batch, **kw)
+            use_fast_attention(pm.model)
+            got = pm.model.generate(**batch, **kw, past_key_values=GrowingCache())
+    finally:
+        GrowingLayer.CHUNK = old_chunk
+    assert torch.equal(got, want)

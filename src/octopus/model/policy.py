@@ -11,8 +11,8 @@
 Generation is greedy by default (`temperature` > 0 samples), stops at the end-of-sequence token, and
 reuses the image features and the KV cache across decoding steps. A model of `BF16_MIN_PARAMETERS` or
 more generates from a bf16 copy where the chip computes bf16 natively (`precision`, default auto), with a
-preallocated (static) KV cache and grouped-query decoding (`octopus.model.attention`): on SmolLM2-135M
-and 2 CPU cores, 3.4x the responses/s of fp32 SDPA with a growing cache. Small models stay in fp32,
+KV cache written in place and grouped-query decoding (`octopus.model.decoding`): on SmolLM2-135M and 2
+CPU cores, 3.4x the responses/s of fp32 SDPA with transformers' default cache. Small models stay in fp32,
 where bf16 buys nothing and batched and one-by-one responses stay identical. With `objects` (every scene
 object -> its distance to the robot) names the scene does not have are mapped to existing ones
 (paper §5.1); `last_groundings` reports what was changed.
@@ -79,7 +79,7 @@ class Policy:
         either way with the grouped-query decoding attention."""
         import copy
 
-        from octopus.model.attention import use_fast_attention
+        from octopus.model.decoding import use_fast_attention
         from octopus.model.device import resolve_precision
         big = sum(p.numel() for p in model.parameters()) >= BF16_MIN_PARAMETERS
         if big and resolve_precision(precision, "precision") == "bf16" and next(model.parameters()).dtype == torch.float32:
@@ -122,10 +122,16 @@ class Policy:
         return out
 
     def generate_kwargs(self) -> dict:
-        """generate()'s cache arguments: a preallocated KV cache for the large models whose generate() supports it (no copy of the cache per
-        token); the default growing cache otherwise."""
+        """generate()'s cache for one call: on a large model a cache written in place (`GrowingCache`: no copy of the
+        cache per token, attention over the filled part only), or a static one where layers slide over windows;
+        the default cache otherwise."""
+        from octopus.model.decoding import GrowingCache, supports_growing_cache
         big = self.model is not self.pm.model or sum(p.numel() for p in self.model.parameters()) >= BF16_MIN_PARAMETERS
-        return {"cache_implementation": "static"} if big and self.pm.family.static_cache else {}
+        if not big:
+            return {}
+        if supports_growing_cache(self.model):
+            return {"past_key_values": GrowingCache()}
+        return {"cache_implementation": "static"} if self.pm.family.static_cache else {}
 
     @torch.no_grad()
     def _generate(self, items: list[tuple[str, np.ndarray]], names: list[list[str] | None]) -> list[str]:
