@@ -40,12 +40,16 @@ def pm():
     return build_model(p.model, TEXTS + [response()], seed=0)
 
 
-@pytest.mark.parametrize("family", ["idefics", "text"])
+@pytest.mark.parametrize("family", ["idefics", "smolvlm", "text"])
 def test_log_probs_recorded_while_sampling_equal_scoring_the_same_tokens(family, pm):
     if family == "text":
         p = _params(model={"family": "text"})
         pm = build_model(p.model, TEXTS + [response()], seed=0)
         states = [replace(s, message=s.prompt) for s in _states(5)]
+    elif family == "smolvlm":  # its image inputs (pixel_values, pixel_attention_mask) travel with the batch
+        p = _params(model={"family": "smolvlm", "image_size": 48, "max_length": 512})
+        pm = build_model(p.model, TEXTS + [response()], seed=0)
+        states = _states(5)
     else:
         states = _states(5)  # prompts of different lengths: left padding in generation and scoring
     batch = sample(pm, pm.model, states, max_new_tokens=10, temperature=1.0, generator_seed=3)

@@ -384,7 +384,7 @@ def read_val_episodes(checkpoint: str | Path) -> list | None:
 
 
 def train_sft(params: Params, dataset_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
-              log: Callable[[str], None] = print, quality_samples: int = 64,
+              log: Callable[[str], None] = print, quality_samples: int = 32,
               run_name: str | None = None, suite_path: str | Path | None = None,
               split: tuple[list[dict], list[dict]] | None = None) -> dict[str, Any]:
     """Train, save the policy to `out_dir` (replaced atomically), and return the stage's metrics. With
