@@ -95,7 +95,7 @@ class RunnerParams:
     task_retries: int = _f(1, "Prefect retries of an episode that raised, before it counts as failed", lo=0, hi=20)
 
 
-MISTAKES = ("wrong_object", "missing_precondition", "out_of_reach", "small_object_movebot")
+MISTAKES = ("wrong_object", "missing_precondition", "out_of_reach", "small_object_movebot", "wrong_furniture")
 
 
 @dataclass(frozen=True)

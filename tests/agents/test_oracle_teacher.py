@@ -27,6 +27,7 @@ EXPECTED_ERROR = {
     "missing_precondition": ("is closed", "hands are full", "not in the robot's hands"),
     "out_of_reach": ("out of reach",),
     "small_object_movebot": ("cannot MoveBot", "large objects standing on the floor"),
+    "wrong_furniture": ("out of reach",),
 }
 
 
@@ -187,6 +188,16 @@ def test_missing_precondition_skips_the_open(kitchen):
     (p,) = propose(teacher(1.0, ("missing_precondition",)), run)
     r = run.step(p.text)
     assert "electric_refrigerator_1 is closed: open it before" in r["error"] and "bacon_1" in r["error"]
+
+
+def test_wrong_furniture_goes_elsewhere_and_the_error_names_where_the_item_is(kitchen):
+    run = kitchen(APPLE)
+    correct = plan(run.state.world, run.state.goal).steps[0]
+    (p,) = propose(teacher(1.0, ("wrong_furniture",)), run)
+    r = run.step(p.text)
+    moved = [args[0] for fn, args in r["calls"] if fn == "MoveBot"]
+    assert moved and moved[0] != correct[0][1][0], "another piece of furniture than the plan's"
+    assert "out of reach" in r["error"] and f"move to {correct[0][1][0]}, the furniture it is on or in" in r["error"]
 
 
 def test_wrong_object_executes_but_does_not_help(kitchen):

@@ -14,7 +14,7 @@ from tests.helpers import prompt, views
 def test_batched_generation_matches_one_at_a_time(tiny):
     obs = [{"text": prompt(g), "views": views(k)} for k, g in enumerate(("Cook the bacon", "Open the cabinet and "
                                                                          "put the apple in the fridge", "x"))]
-    policy = Policy(tiny, max_new_tokens=12, batch_size=8)
+    policy = Policy(tiny, max_new_tokens=12, batch_size=8, memo=False)
     batched = policy.respond_batch(obs)
     policy.batch_size = 1
     assert policy.respond_batch(obs) == batched  # left padding changes nothing
@@ -124,3 +124,23 @@ def test_a_blind_policy_agent_reads_the_ground_truth_observations_and_renders_no
         assert info["steps"] == 1 and not info["task_success"]
     finally:
         env.close()
+
+
+def test_a_greedy_policy_answers_an_input_it_has_seen_from_memory(tiny):
+    """A stuck episode repeats its input (the same failed program, error and state): a greedy policy answers it
+    without generating again, with the same text; sampling policies always generate."""
+    from octopus.model.policy import Policy
+    from tests.helpers import prompt, views
+    pol = Policy(tiny, max_new_tokens=8, batch_size=4)
+    a, b = {"text": prompt(), "views": views(0)}, {"text": prompt("Cook the bacon"), "views": views(1)}
+    first = pol.respond_batch([a, b, a])
+    assert pol.stats["responses"] == 2 and first[0] == first[2]  # the duplicate in one batch: generated once
+    again = pol.respond_batch([b, a])
+    assert again == [first[1], first[0]] and pol.stats["responses"] == 2 and pol.stats["memo_hits"] == 3
+    changed = {"text": prompt(), "views": views(0).copy()}
+    changed["views"][3, 0, 0, 0] ^= 1  # one pixel of one view: another input
+    pol.respond_batch([changed])
+    assert pol.stats["responses"] == 3
+    sampler = Policy(tiny, max_new_tokens=8, temperature=1.0)
+    sampler.respond_batch([a, a])
+    assert sampler.stats["responses"] == 2 and not sampler._memo

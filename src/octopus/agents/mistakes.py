@@ -8,7 +8,9 @@ teacher could write instead of the plan's next one:
 - `missing_precondition`: a later step of the plan tried now, skipping what it needs (an `open`, a
   grasp, a free hand), e.g. taking bacon from the fridge before opening it;
 - `out_of_reach`: an interaction of the plan without the MoveBot that brings the robot within reach;
-- `small_object_movebot`: MoveBot to a small item instead of the furniture it is on or in.
+- `small_object_movebot`: MoveBot to a small item instead of the furniture it is on or in;
+- `wrong_furniture`: the plan's MoveBot to another piece of furniture (the guess of an agent that cannot
+  tell where the item is), then its interaction, out of reach: the error names the furniture to go to.
 
 Every candidate is tried on the world (which is restored) and kept only if it does what its kind says:
 the last three fail with the error their name describes; `wrong_object` prefers candidates that execute.
@@ -167,6 +169,21 @@ def _small_object_movebot(w: World, plan: list[Step], rng: random.Random) -> lis
     return [(step, later) for _, _, step, later in out]
 
 
+def _wrong_furniture(w: World, plan: list[Step], rng: random.Random) -> list[tuple[Step, list[Step]]]:
+    visible = set(observed(w))
+    out = []
+    for j, s in enumerate(plan):
+        target = _move_target(s)
+        if target is None or len(s) < 2:
+            continue
+        others = [f for f in w.furniture() if w.name(f) != target]
+        rng.shuffle(others)
+        others.sort(key=lambda f: f not in visible)  # furniture in view is the likelier guess
+        out += [(j, [("MoveBot", (w.name(f),)), *s[1:]], plan[j + 1:]) for f in others[:3]]
+    out.sort(key=lambda c: c[0])
+    return [(step, later) for _, step, later in out]
+
+
 Generator = Callable[[World, list[Step], random.Random], list[tuple[Step, list[Step]]]]
 KINDS: dict[str, tuple[Generator, Callable[[str | None], bool]]] = {
     "wrong_object": (_wrong_object, lambda err: True),
@@ -174,6 +191,7 @@ KINDS: dict[str, tuple[Generator, Callable[[str | None], bool]]] = {
                              lambda err: err is not None and any(s in err for s in PRECONDITION_ERRORS)),
     "out_of_reach": (_out_of_reach, lambda err: err is not None and "out of reach" in err),
     "small_object_movebot": (_small_object_movebot, lambda err: err is not None and err.startswith("cannot MoveBot")),
+    "wrong_furniture": (_wrong_furniture, lambda err: err is not None and "out of reach" in err),
 }
 
 

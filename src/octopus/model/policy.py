@@ -20,6 +20,7 @@ object -> its distance to the robot) names the scene does not have are mapped to
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -31,13 +32,15 @@ from octopus.model.factory import PolicyModel, load_model
 from octopus.model.postprocess import Grounding, ground_names
 
 BF16_MIN_PARAMETERS = 50_000_000  # below this, generation is overhead-bound: bf16 buys nothing
+MEMO_SIZE = 1024                  # inputs a greedy policy remembers its answer to
 
 
 class Policy:
     """Observations (10 views + instruction text) in, responses out."""
 
     def __init__(self, pm: PolicyModel, max_new_tokens: int = 320, temperature: float = 0.0,
-                 batch_size: int = 8, seed: int = 0, constrain_names: bool = False, precision: str = "auto") -> None:
+                 batch_size: int = 8, seed: int = 0, constrain_names: bool = False, precision: str = "auto",
+                 memo: bool = True) -> None:
         self.pm, self.max_new_tokens, self.temperature, self.batch_size = pm, max_new_tokens, temperature, batch_size
         self.constrain_names = constrain_names  # with `objects`: names in registry(...) only from the scene
         self._token_index = None
@@ -45,6 +48,8 @@ class Policy:
         self.model = self._generation_model(pm.model, precision)  # what generates (pm.model itself, or a bf16 copy)
         self.generator_seed = seed
         self.last_groundings: list[Grounding | None] = []
+        self.memo = memo  # a greedy policy answers an input it has answered before from memory
+        self._memo: dict = {}  # input digest -> raw response (insertion-ordered, oldest dropped)
         self.stats = {"responses": 0, "generated_tokens": 0, "seconds": 0.0}
 
     @classmethod
@@ -90,6 +95,7 @@ class Policy:
 
     def refresh(self) -> None:
         """Take the weights of `pm.model` again (after it trained) into the generating copy."""
+        self._memo.clear()
         if self.model is not self.pm.model:
             self.model.load_state_dict(self.pm.model.state_dict())
 
@@ -110,9 +116,8 @@ class Policy:
             raise ValueError(f"{len(objects)} object maps for {len(observations)} observations")
         names = [list(o) if o is not None else None for o in objects] if objects is not None and self.constrain_names \
             else [None] * len(observations)
-        for i in range(0, len(observations), self.batch_size):
-            out += self._generate([(o[key], o.get("views")) for o in observations[i:i + self.batch_size]],
-                                  names[i:i + self.batch_size])
+        items = [(o[key], o.get("views")) for o in observations]
+        out = self._answers(items, names)
         self.last_groundings = [None] * len(out)
         if objects is not None:
             for k, objs in enumerate(objects):
@@ -120,6 +125,36 @@ class Policy:
                     g = ground_names(out[k], objs)
                     out[k], self.last_groundings[k] = g.text, g
         return out
+
+    def _answers(self, items: list[tuple], names: list) -> list[str]:
+        """The raw responses, generated `batch_size` at a time. A greedy policy answers the same input with the same
+        text, so it answers an input it has seen from memory: an episode stuck in a loop (the same failed program,
+        the same error, the same state) costs no generation after its first repeat."""
+        if self.temperature > 0 or not self.memo:  # sampling: every request is its own
+            return [t for i in range(0, len(items), self.batch_size)
+                    for t in self._generate(items[i:i + self.batch_size], names[i:i + self.batch_size])]
+        keys = [self._memo_key(text, views, n) for (text, views), n in zip(items, names)]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        first = {k: keys.index(k) for k in todo}
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i:i + self.batch_size]
+            self._memo.update(zip(chunk, self._generate([items[first[k]] for k in chunk],
+                                                        [names[first[k]] for k in chunk])))
+        out = [self._memo[k] for k in keys]
+        self.stats["memo_hits"] = self.stats.get("memo_hits", 0) + len(keys) - len(todo)
+        while len(self._memo) > MEMO_SIZE:
+            self._memo.pop(next(iter(self._memo)))
+        return out
+
+    @staticmethod
+    def _memo_key(text: str, views, names) -> str:
+        h = hashlib.sha1(text.encode())
+        if views is not None:
+            v = np.ascontiguousarray(views)
+            h.update(str(v.shape).encode() + v.tobytes())
+        if names:
+            h.update("\0".join(names).encode())
+        return h.hexdigest()
 
     def generate_kwargs(self) -> dict:
         """generate()'s cache for one call: on a large model a cache written in place (`GrowingCache`: no copy of the

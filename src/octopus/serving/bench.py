@@ -94,6 +94,7 @@ def run_serve_bench(policy: Any, observations: list[dict], clients: int = 8, rep
                     window_ms: float = 10.0, model_name: str = "bench") -> dict[str, Any]:
     """Direct vs served responses/s and latency (p50/p99) on `observations` (medians over `repeats` runs)."""
     policy.batch_size = clients
+    policy.memo = False  # every timed request generates (a greedy policy would answer the repeats from memory)
     bodies = [json.dumps({"model": model_name, "max_tokens": policy.max_new_tokens, "messages": [
         {"role": "user", "content": observation_content(o.get("text", o.get("message")), o.get("views"))}]}).encode()
         for o in observations]

@@ -122,7 +122,7 @@ def run_inference_bench(params: Params, model_dir: str | Path, dataset_dir: str 
     steps = builders.read_steps(dataset_dir, params.sft.rows)
     _, val = builders.sft_split(steps, params.sft.val_fraction, params.sft.seed)
     val = (val or steps)[:n]
-    policy = Policy.from_pretrained(model_dir, max_new_tokens=params.model.max_new_tokens)
+    policy = Policy.from_pretrained(model_dir, max_new_tokens=params.model.max_new_tokens, memo=False)
     examples, _ = encode_steps(policy.pm, val)  # views decoded at the model's size (none for a blind policy)
     obs = [policy.pm.family.step_observation(r, ex.views) for r, ex in zip(val, examples)]
     out = {"responses": len(obs), "max_new_tokens": params.model.max_new_tokens, "per_batch_size": {}}
