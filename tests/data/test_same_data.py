@@ -8,6 +8,8 @@ when the out-of-reach feedback began naming the furniture to MoveBot to (issue 1
 change expected is that error's text and the prompts that quote it. Re-pinned a second time when
 BEHAVIOR-goal instructions stopped printing bddl's `?` variable marks ("put ?bratwurst in ..."): still 46
 rows; only `instruction`, `message`, `prompt` and `response` differ, in 4 rows, by that mark alone.
+The oracle's exploration is spelled out (the defaults of that time): newer defaults and mistake kinds change
+what is collected on purpose, and must not hide a change of what the same settings give.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from octopus import paths
 from octopus.data import schema
 
+OLD_MISTAKES = ["wrong_object", "missing_precondition", "out_of_reach", "small_object_movebot"]
 ROWS, DIGEST = 46, "046e0a581c75178b3d3de82f38b0bd08a7bc7c512b742bfd585be6f7ee85380e"
 
 
@@ -37,6 +40,8 @@ def rows_digest(directory) -> tuple[int, str]:
 @pytest.mark.slow
 def test_collect_gives_the_rows_of_the_old_code(project, prefect_api):
     from octopus.data.flow import collect
-    path = project.write(collect={"teacher": "oracle", "max_tasks": 6, "samples_per_node": 2, "seed": 3})
+    path = project.write(collect={
+        "teacher": "oracle", "max_tasks": 6, "samples_per_node": 2, "seed": 3,
+        "oracle": {"explore": 0.3, "mistakes": OLD_MISTAKES}})
     collect(str(path), show_progress=False)
     assert rows_digest(paths.DATASET) == (ROWS, DIGEST)

@@ -133,7 +133,7 @@ class Policy:
         if self.temperature > 0 or not self.memo:  # sampling: every request is its own
             return [t for i in range(0, len(items), self.batch_size)
                     for t in self._generate(items[i:i + self.batch_size], names[i:i + self.batch_size])]
-        keys = [self._memo_key(text, views, n) for (text, views), n in zip(items, names)]
+        keys = [self._memo_key(text, views, n, self.max_new_tokens) for (text, views), n in zip(items, names)]
         todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
         first = {k: keys.index(k) for k in todo}
         for i in range(0, len(todo), self.batch_size):
@@ -147,8 +147,8 @@ class Policy:
         return out
 
     @staticmethod
-    def _memo_key(text: str, views, names) -> str:
-        h = hashlib.sha1(text.encode())
+    def _memo_key(text: str, views, names, max_new_tokens: int) -> str:
+        h = hashlib.sha1(f"{max_new_tokens}\0{text}".encode())  # a shorter budget is another answer
         if views is not None:
             v = np.ascontiguousarray(views)
             h.update(str(v.shape).encode() + v.tobytes())
