@@ -22,7 +22,7 @@ def test_the_shipped_params_train_octopus_and_the_blind_baseline():
     assert set(p.policies) == {"octopus", "blind"} and p.policies == DEFAULT_POLICIES
     assert p.for_policy("octopus").model == p.model  # Octopus is the `model` section as written
     blind = p.for_policy("blind")
-    assert blind.model.family == "text" and blind.model.max_length == 1024
+    assert blind.model.family == "text" and blind.model.max_length == 1536
     assert blind.sft == p.sft and blind.model.max_new_tokens == p.model.max_new_tokens  # the rest is shared
     assert {f"{n}_sft" for n in p.policies} <= set(p.evaluate.agents)
     assert Params().policies == DEFAULT_POLICIES

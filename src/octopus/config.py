@@ -407,8 +407,8 @@ def rlef_runs(r: "RlefParams") -> list[RlefRun]:
 #: policies trained by the sft stage (one DVC stage `sft@NAME` and one table row `NAME_sft` each) and
 #: what each changes in the `model` / `sft` sections
 DEFAULT_POLICIES = {
-    "octopus": {"model": {"family": "idefics"}},
-    "blind": {"model": {"family": "text", "max_length": 1024}},
+    "octopus": {},  # the `model` and `sft` sections as written
+    "blind": {"model": {"family": "text", "max_length": 1536}},
 }
 _POLICY_NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
