@@ -158,7 +158,9 @@ def _invoke(*args: str, cwd: Path):
 def test_ablations_dry_run_prints_one_queued_experiment_each_with_plus_for_new_params(tmp_path):
     from octopus.experiments.ablations import ABLATIONS
     root = Path(__file__).resolve().parents[1]
-    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())
+    shipped = yaml.safe_load((root / "params.yaml").read_text())
+    shipped["rlef"]["extra"] = ["dpo"]  # a configured extra run: each ablation must evaluate its row too
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(shipped))
     r = _invoke("ablations", "--dry-run", cwd=tmp_path)
     assert r.exit_code == 0, r.output
     cmds = [line for line in r.output.splitlines() if line.startswith("dvc exp run")]
@@ -167,7 +169,7 @@ def test_ablations_dry_run_prints_one_queued_experiment_each_with_plus_for_new_p
     has_views = "views" in yaml.safe_load((tmp_path / "params.yaml").read_text())["evaluate"]
     assert ("-S evaluate.views=shuffle" if has_views else "-S +evaluate.views=shuffle") in shuffle
     assert "-S rlef.reward=simulator" in next(c for c in cmds if "-n rlef-simulator" in c)
-    # each evaluates the rows its own RLEF runs make (params.yaml's rlef.extra is [dpo]), never a missing model
+    # each evaluates the rows its own RLEF runs make (rlef.extra is [dpo] here), never a missing model
     assert "-S 'evaluate.agents=[octopus_sft,octopus_rlef,octopus_rlef_dpo]'" in shuffle
     rloo = next(c for c in cmds if "-n rlef-rloo" in c)
     assert "-S 'rlef.extra=[dpo,rloo]'" in rloo and "evaluate.agents=[octopus_sft,octopus_rlef,octopus_rlef_dpo," \
