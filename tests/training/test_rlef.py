@@ -287,3 +287,26 @@ def test_the_paper_scale_configuration_parses_and_fails_clearly_without_weights(
         RewardModel.build(p.reward.preset, [], p.reward.max_length)
     with pytest.raises(ModelError, match="idefics-9b.*set model.name_or_path to the local"):
         build_model(p.for_policy(p.rlef.policy).model, [])
+
+
+@pytest.mark.parametrize("family", ["idefics", "smolvlm"])
+def test_a_policy_never_samples_the_view_placeholder(family, pm):
+    """A sampled image token would make the response unreadable with its views ("image features and image tokens
+    do not match"): generation suppresses it, and scoring reads the same distribution."""
+    from octopus.model.inputs import never_generated
+    if family == "smolvlm":
+        pm = build_model(_params(model={"family": "smolvlm", "image_size": 48, "max_length": 512}).model,
+                         TEXTS + [response()], seed=0)
+    else:
+        pm = copy.deepcopy(pm)
+    token = pm.spec.image_token_id
+    assert never_generated(pm.spec) == [token]
+    with torch.no_grad():  # make the placeholder the likeliest next token everywhere
+        head = pm.model.get_output_embeddings()
+        head.weight[token] = head.weight.mean(0) + 50 * head.weight.std(0)
+    batch = sample(pm, pm.model, _states(3), max_new_tokens=8, temperature=1.0, generator_seed=0)
+    assert token not in batch.input_ids[:, batch.prompt_length:].tolist()
+    with torch.no_grad():
+        logp, entropy, _ = score(pm, pm.model, batch, temperature=1.0, with_entropy=True)
+    m = batch.response_mask.bool()
+    assert torch.allclose(logp[m], batch.logprobs[m], atol=2e-4) and torch.isfinite(entropy[m]).all()

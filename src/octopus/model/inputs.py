@@ -54,6 +54,13 @@ class Example:
     truncated: int = 0             # instruction tokens cut to fit max_length
 
 
+def never_generated(spec) -> list[int]:
+    """Tokens a policy must never write: the view placeholder, which the model expands into the views' features
+    (a sampled one would make the response unreadable with its views)."""
+    token = getattr(spec, "image_token_id", None)
+    return [token] if token is not None and getattr(spec, "image_tokens", True) else []
+
+
 def resize_views(views: np.ndarray, size: int) -> np.ndarray:
     """(10, S, S, 3) uint8 -> (10, size, size, 3) uint8 (bicubic, as CLIP-style processors do)."""
     views = np.asarray(views)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from octopus.model.factory import PolicyModel, load_model
+from octopus.model.inputs import never_generated
 from octopus.model.postprocess import Grounding, ground_names
 
 BF16_MIN_PARAMETERS = 50_000_000  # below this, generation is overhead-bound: bf16 buys nothing
@@ -191,7 +192,7 @@ class Policy:
                 self._token_index = TokenIndex(tok)
             processors = LogitsProcessorList([SceneNames(self._token_index, batch["input_ids"].shape[1], names)])
         ids = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=sample,
-                                  logits_processor=processors,
+                                  logits_processor=processors, suppress_tokens=never_generated(pm.spec) or None,
                                   temperature=self.temperature if sample else None, top_p=None, top_k=None,
                                   use_cache=True, pad_token_id=pm.spec.pad_token_id,
                                   eos_token_id=pm.spec.eos_token_id, **self.generate_kwargs())

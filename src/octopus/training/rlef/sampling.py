@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from octopus.model.factory import PolicyModel
+from octopus.model.inputs import never_generated
 
 
 @dataclass
@@ -106,6 +107,7 @@ def sample(pm: PolicyModel, model, states: list, max_new_tokens: int, temperatur
     model.eval()
     greedy = temperature <= 0
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=not greedy,
+                         suppress_tokens=never_generated(pm.spec) or None,
                          temperature=None if greedy else temperature, top_k=None, top_p=None,
                          use_cache=True, pad_token_id=pm.spec.pad_token_id, eos_token_id=pm.spec.eos_token_id,
                          return_dict_in_generate=True, output_scores=True, **generate_kwargs)
@@ -148,6 +150,9 @@ def score(pm: PolicyModel, model, batch: Batch, temperature: float, value_head: 
     logits = out.logits[:, :-1].float()
     if temperature > 0:
         logits = logits / temperature
+    banned = never_generated(pm.spec)
+    if banned:  # the distribution sampling drew from: those tokens are suppressed there
+        logits[..., banned] = -1e9  # (finite: the entropy below stays a number)
     logp_all = torch.log_softmax(logits, -1)
     tokens = batch.input_ids[:, p:]
     logp = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) * batch.response_mask
