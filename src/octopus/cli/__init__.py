@@ -18,6 +18,7 @@
     octopus ui start|status|deploy|stop     the Prefect UI: local server, worker, deployments (make ui)
     octopus compare [-A]                     the workspace and every DVC experiment side by side (reports/compare/)
     octopus ablations [--only A,B] [--start] queue the paper's ablations (Fig. 6) as DVC experiments
+    octopus results [--write]                the README's results block from reports/ (no figure typed by hand)
     octopus storage start|stop|status        a local S3 object store (SeaweedFS) as the DVC remote `s3`
 
 The stage commands are named as their dvc.yaml stage and params.yaml section. Only this package reads
@@ -48,6 +49,7 @@ app.command("params")(params.params_cmd)
 app.add_typer(ui.app, name="ui")
 app.command("compare")(experiments.compare_cmd)
 app.command("ablations")(experiments.ablations_cmd)
+app.command("results")(experiments.results_cmd)
 app.add_typer(storage.app, name="storage")
 app.command("serve")(serve.serve_cmd)
 

@@ -70,3 +70,18 @@ def ablations_cmd(only: str = typer.Option("", help="comma-separated ablation na
     console.print(f"queued {len(names)} experiments: {', '.join(names)}"
                   + ("; running (dvc queue status)" if start else "; run them: dvc queue start"
                      " (or take them back: dvc queue remove --queued)"))
+
+
+def results_cmd(write: bool = typer.Option(False, "--write", help="replace the README's results block in place"),
+                reports: Path = typer.Option(Path("reports"), help="the reports of the run"),
+                readme: Path = typer.Option(Path("README.md"), help="the README whose block --write replaces")) -> None:
+    """The README's results block (the evaluation table, the training stages) from the reports of the last run."""
+    from octopus.experiments.results import ResultsError, render, replace_block
+    from octopus.files import write_atomic
+    try:
+        block = render(reports)
+        if write:
+            write_atomic(readme, replace_block(readme.read_text(), block))
+    except ResultsError as err:
+        fail(str(err))
+    typer.echo(f"{readme}: results block written from {reports}" if write else block)  # unwrapped: it is markdown
