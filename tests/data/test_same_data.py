@@ -4,7 +4,7 @@ The digest below was computed from a dataset made on commit 493c57b (before the 
 OctoGibsonEnv): 6 train tasks, 2 proposals per node (siblings and restores), the oracle teacher with its
 default exploration, 32 px views, collect seed 3. It covers every column of every row: ids, prompts,
 messages, responses, code, errors, labels and the PNG bytes of the views. Re-pinned once, on purpose,
-when the out-of-reach feedback began naming the furniture to MoveBot to (issue 15): still 46 rows; the
+when the out-of-reach feedback began naming the furniture to MoveBot to: still 46 rows; the
 change expected is that error's text and the prompts that quote it. Re-pinned a second time when
 BEHAVIOR-goal instructions stopped printing bddl's `?` variable marks ("put ?bratwurst in ..."): still 46
 rows; only `instruction`, `message`, `prompt` and `response` differ, in 4 rows, by that mark alone.
