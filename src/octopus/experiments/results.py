@@ -55,20 +55,25 @@ def _held_out(rollouts: dict | None) -> str:
     return f"{_ci(rollouts, 'task_completion')} / {rollouts['code_executability']:.2f} ({rollouts['tasks']} tasks)"
 
 
-def training_table(reports: Path) -> list[str]:
+def _sft_reports(reports: Path) -> dict[str, dict]:
+    """Policy name -> its sft report (the loss curves beside them left out)."""
+    return {p.stem: _read(p) for p in sorted((reports / "sft").glob("*.json")) if not p.name.endswith("_curve.json")}
+
+
+def _optional(path: Path) -> dict:
+    return _read(path) if path.exists() else {}
+
+
+def training_table(sft: dict[str, dict], rlef: dict) -> list[str]:
     lines = ["| Stage | Model | Parameters (trained) | Trained on | Train min | Throughput | Peak GB | "
              "Held-out completion [95% CI] / executable |", "|---|---|---|---|---|---|---|---|"]
-    for path in sorted((reports / "sft").glob("*.json")):
-        if path.name.endswith("_curve.json"):
-            continue
-        s = _read(path)
-        lines.append(f"| sft@{path.stem} | {s['family']} | "
+    for name, s in sft.items():
+        lines.append(f"| sft@{name} | {s['family']} | "
                      f"{s['parameters'] / 1e6:.1f}M ({s['trainable_parameters'] / 1e6:.1f}M) | "
                      f"{s['train_steps']} steps x {s['epochs']:g} epoch | {s['train_s'] / 60:.1f} | "
                      f"{s['samples_per_s']:.2f} samples/s | {s['peak_memory_mb'] / 1024:.1f} | "
                      f"{_held_out(s.get('val_rollouts'))} |")
-    rlef_path = reports / "rlef.json"
-    for row, r in (_read(rlef_path) if rlef_path.exists() else {}).items():
+    for row, r in rlef.items():
         updates = r.get("updates") or 0
         on = (f"{r['pairs']} pairs, {updates} updates" if "pairs" in r
               else f"{updates} updates x {r.get('responses', 0) // max(updates, 1)} responses")
@@ -78,28 +83,17 @@ def training_table(reports: Path) -> list[str]:
     return lines
 
 
-def stage_minutes(reports: Path) -> str:
-    """Wall minutes of the training and evaluation stages, from their reports' `wall_s`."""
-    parts = []
-    for path in sorted((reports / "sft").glob("*.json")):
-        if not path.name.endswith("_curve.json") and "wall_s" in (s := _read(path)):
-            parts.append(f"sft@{path.stem} {s['wall_s'] / 60:.1f}")
-    for name in ("reward", "rlef", "evaluate"):
-        path = reports / f"{name}.json"
-        if not path.exists():
-            continue
-        r = _read(path)
-        wall = r.get("wall_s") if name != "rlef" else sum(v.get("wall_s", 0) for v in r.values())
-        if name == "evaluate":
-            wall = (r.get("meta") or {}).get("wall_s")
-        if wall:
-            parts.append(f"{name} {wall / 60:.1f}")
-    return ", ".join(parts)
+def stage_minutes(sft: dict[str, dict], reward: dict, rlef: dict, evaluate: dict) -> str:
+    """Wall minutes of the training and evaluation stages, from their reports' `wall_s` (rlef: its runs')."""
+    walls = {**{f"sft@{name}": s.get("wall_s") for name, s in sft.items()}, "reward": reward.get("wall_s"),
+             "rlef": sum(r.get("wall_s", 0) for r in rlef.values()), "evaluate": evaluate.get("meta", {}).get("wall_s")}
+    return ", ".join(f"{stage} {wall / 60:.1f}" for stage, wall in walls.items() if wall)
 
 
 def render(reports: Path = Path("reports")) -> str:
     """The README's results block from `reports/`."""
     evaluate = _read(reports / "evaluate.json")
+    sft, rlef = _sft_reports(reports), _optional(reports / "rlef.json")
     tasks = next(iter(evaluate["agents"].values()))["all"]["tasks"]
     return "\n".join([
         START,
@@ -110,9 +104,9 @@ def render(reports: Path = Path("reports")) -> str:
         "The training stages (`reports/sft/*.json`, `reports/rlef.json`; held-out: training tasks the policy never "
         "saw, rolled out in the simulator, where settings are chosen):",
         "",
-        *training_table(reports),
+        *training_table(sft, rlef),
         "",
-        f"Wall minutes per stage: {stage_minutes(reports)}.",
+        f"Wall minutes per stage: {stage_minutes(sft, _optional(reports / 'reward.json'), rlef, evaluate)}.",
         END,
     ])
 

@@ -135,8 +135,11 @@ class Policy:
             return [t for i in range(0, len(items), self.batch_size)
                     for t in self._generate(items[i:i + self.batch_size], names[i:i + self.batch_size])]
         keys = [self._memo_key(text, views, n, self.max_new_tokens) for (text, views), n in zip(items, names)]
-        todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
-        first = {k: keys.index(k) for k in todo}
+        first: dict[str, int] = {}  # each input not yet answered -> its first position
+        for i, k in enumerate(keys):
+            if k not in self._memo:
+                first.setdefault(k, i)
+        todo = list(first)
         for i in range(0, len(todo), self.batch_size):
             chunk = todo[i:i + self.batch_size]
             self._memo.update(zip(chunk, self._generate([items[first[k]] for k in chunk],
