@@ -1,5 +1,5 @@
 """Atomic writes, directory swaps and digests: a reader, or a rerun after a crash, sees the old output or
-the new one, never half of one (CONVENTIONS 9: write to a temporary name, then rename).
+the new one, never half of one (write to a temporary name, then rename).
 
     write_atomic(path, "text" | b"bytes")        # parents created; temporary sibling, then one rename
     write_json(path, obj, sort_keys=False)       # indent 1, trailing newline (metrics, plots, manifests)

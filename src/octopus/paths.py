@@ -1,6 +1,6 @@
 """Where the pipeline's files live, relative to the project root (the working directory of `dvc repro`).
 
-One module for every path, so stages, flows and tests agree (CONVENTIONS: no hard-coded paths elsewhere).
+One module for every path, so stages, flows and tests agree (no hard-coded paths elsewhere).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     files = module_closure(["octopus.data.tree"], exclude=["octopus.cli"])   # what a stage runs
     source_digest(files)                      # sha256 of those sources, 16 hex digits
 
-Stages write these next to their outputs (CONVENTIONS 8), and collect keys its resumable parts by the
+Stages write these next to their outputs (where they came from), and collect keys its resumable parts by the
 digest of exactly the modules that make the data.
 """
 

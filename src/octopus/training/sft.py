@@ -6,7 +6,7 @@ dataset -> steps (positive by default) -> task-held-out split -> model (family/p
 optional LoRA) -> SFTTrainer -> checkpoint (`save_pretrained`, loads with `Policy.from_pretrained`)
 -> metrics (losses, throughput, memory, generation quality on held-out steps).
 
-Two things differ from a stock SFTTrainer run, both for this model (DESIGN.md, traps):
+Two things differ from a stock SFTTrainer run, both for this model:
 - our collator (`octopus.model.inputs`) puts the 10 views before the text, with an image mask that
   lets every token see all of them, and keeps decoded pixels in memory;
 - `compute_loss` is the model's own loss on response tokens (TRL 1.16 always swaps in a chunked
